@@ -1,0 +1,162 @@
+"""The Embedder: RGB frames of any size in, one float32 vector per frame and descriptor out.
+
+Frames are resized by one policy (short side S, optional centre crop), grouped by their resized
+shape so each group is one batch, and every encoder runs once per batch for all descriptors that
+use it. The models' identity (registry id + sha256) is returned with the vectors so it can travel
+into Parquet and index manifests.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .descriptors import Descriptor, get_descriptor
+from .registry import get_model, load_model
+
+__all__ = ["EmbedConfig", "Embedder", "resize_short_side"]
+
+#: the style predictor sees a centre-cropped square of this side, as it was trained.
+PREDICTOR_SIDE = 256
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """How frames are embedded.
+
+    Attributes:
+        descriptors: output columns to compute (see ``styleaxis.embed.descriptors``).
+        short_side: frames are resized so their short side is this many pixels.
+        center_crop: crop the resized frame to a centred square.
+        batch_size: frames per forward pass.
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+    """
+
+    descriptors: tuple[str, ...] = ("style_in", "style_cin", "content")
+    short_side: int = 256
+    center_crop: bool = False
+    batch_size: int = 8
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.short_side < 32:
+            raise ValueError(f"short_side must be >= 32 pixels, got {self.short_side}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        for name in self.descriptors:
+            get_descriptor(name)
+
+
+def _to_tensor(frame: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """HxWx3 uint8 (or float 0..1) RGB -> 3xHxW float32 in 0..1."""
+    t = torch.as_tensor(np.asarray(frame)) if not isinstance(frame, torch.Tensor) else frame
+    if t.dim() != 3 or t.shape[-1] != 3:
+        raise ValueError(f"a frame must be HxWx3 RGB, got shape {tuple(t.shape)}")
+    t = t.permute(2, 0, 1)
+    return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+
+
+def resize_short_side(img: torch.Tensor, side: int, center_crop: bool = False) -> torch.Tensor:
+    """Resize a (3, H, W) image so min(H, W) == side (antialiased bilinear); optionally centre-crop a square."""
+    _, h, w = img.shape
+    scale = side / min(h, w)
+    nh, nw = max(side, round(h * scale)), max(side, round(w * scale))
+    if (nh, nw) != (h, w):
+        img = F.interpolate(img[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
+    if center_crop:
+        top, left = (nh - side) // 2, (nw - side) // 2
+        img = img[:, top : top + side, left : left + side]
+    return img.clamp(0.0, 1.0)
+
+
+class Embedder:
+    """Embeds batches of frames with every configured descriptor in one pass per encoder."""
+
+    def __init__(self, config: EmbedConfig | None = None) -> None:
+        self.config = config or EmbedConfig()
+        self.descriptors: list[Descriptor] = [get_descriptor(n) for n in self.config.descriptors]
+        if self.config.device == "auto":
+            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            self.device = torch.device(self.config.device)
+        self._models: dict[str, torch.nn.Module] = {}
+        # encoder id -> the union of taps its descriptors need
+        self._taps: dict[str, tuple[str, ...]] = {}
+        for d in self.descriptors:
+            self._taps[d.model] = tuple(dict.fromkeys(self._taps.get(d.model, ()) + d.taps))
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Model ids with sha256, descriptor dims and the resize policy: what makes vectors comparable."""
+        return {
+            "models": {m: get_model(m).sha256 for m in self._taps},
+            "descriptors": {
+                d.name: {"dim": d.dim, "model": d.model, "taps": list(d.taps), "summary": d.summary}
+                for d in self.descriptors
+            },
+            "short_side": self.config.short_side,
+            "center_crop": self.config.center_crop,
+        }
+
+    def load(self) -> "Embedder":
+        """Load (and hash-check) every encoder now instead of on first use."""
+        for name in self._taps:
+            self._model(name)
+        return self
+
+    def _model(self, name: str) -> torch.nn.Module:
+        if name not in self._models:
+            self._models[name] = load_model(name).to(self.device)
+        return self._models[name]
+
+    @torch.inference_mode()
+    def _run_encoder(self, name: str, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        model = self._model(name)
+        if name == "magenta-predictor":
+            side = min(batch.shape[-2:])
+            top, left = (batch.shape[-2] - side) // 2, (batch.shape[-1] - side) // 2
+            square = batch[..., top : top + side, left : left + side]
+            if side != PREDICTOR_SIDE:
+                square = F.interpolate(square, size=(PREDICTOR_SIDE, PREDICTOR_SIDE), mode="bilinear",
+                                       antialias=True, align_corners=False)
+            return {"bottleneck": model(square)}
+        return model(batch, self._taps[name])
+
+    def embed_batch(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
+        """Embed a (N, 3, H, W) RGB 0..1 batch already resized: one pass per encoder."""
+        batch = batch.to(self.device)
+        out: dict[str, np.ndarray] = {}
+        for name in self._taps:
+            taps = self._run_encoder(name, batch)
+            for d in self.descriptors:
+                if d.model == name:
+                    out[d.name] = d.compute(taps).float().cpu().numpy().astype(np.float32, copy=False)
+        return out
+
+    def embed(self, frames: Sequence[np.ndarray | torch.Tensor]) -> dict[str, np.ndarray]:
+        """Embed frames (HxWx3 RGB, uint8 or float 0..1, any sizes) -> {descriptor: (N, dim) float32}.
+
+        Frames are grouped by resized shape so that a batch holds one shape; the output keeps
+        the input order.
+        """
+        n = len(frames)
+        result = {d.name: np.zeros((n, d.dim), dtype=np.float32) for d in self.descriptors}
+        groups: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = defaultdict(list)
+        for i, frame in enumerate(frames):
+            img = resize_short_side(_to_tensor(frame), self.config.short_side, self.config.center_crop)
+            groups[tuple(img.shape[1:])].append((i, img))
+        bs = self.config.batch_size
+        for items in groups.values():
+            for start in range(0, len(items), bs):
+                chunk = items[start : start + bs]
+                vecs = self.embed_batch(torch.stack([img for _, img in chunk]))
+                idx = [i for i, _ in chunk]
+                for name, v in vecs.items():
+                    result[name][idx] = v
+        return result

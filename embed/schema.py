@@ -1,0 +1,72 @@
+"""The Parquet record schema every part of styleaxis reads (DESIGN.md, "Data contracts").
+
+``keyframes/``: one row per embedded keyframe. ``videos/``: one row per input, whatever happened
+to it (status ``ok``, ``partial`` or ``failed`` with an error), carrying the video-level vectors
+(mean of the L2-normalised keyframe vectors) when there are any. Each vector column is a
+fixed-size float32 list. The file metadata key ``styleaxis`` holds JSON: model ids and sha256s,
+descriptor dims, resize policy, code version and run id.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+__all__ = [
+    "METADATA_KEY",
+    "STATUSES",
+    "keyframes_schema",
+    "videos_schema",
+    "read_metadata",
+]
+
+METADATA_KEY = b"styleaxis"
+STATUSES = ("ok", "partial", "failed")
+
+_KEYFRAME_FIELDS = [
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("frame_index", pa.int64(), nullable=False),
+    pa.field("pts_s", pa.float64()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+]
+_VIDEO_FIELDS = [
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("uri", pa.string(), nullable=False),
+    pa.field("content_hash", pa.string()),
+    pa.field("duration_s", pa.float64()),
+    pa.field("fps", pa.float64()),
+    pa.field("n_keyframes", pa.int32()),
+    pa.field("status", pa.string(), nullable=False),
+    pa.field("error", pa.string()),
+]
+
+
+def _vector_fields(metadata: dict[str, Any]) -> list[pa.Field]:
+    return [
+        pa.field(name, pa.list_(pa.float32(), int(spec["dim"])))
+        for name, spec in metadata["descriptors"].items()
+    ]
+
+
+def _with_metadata(fields: list[pa.Field], metadata: dict[str, Any]) -> pa.Schema:
+    return pa.schema(fields, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
+
+
+def keyframes_schema(metadata: dict[str, Any]) -> pa.Schema:
+    """Schema of ``keyframes/`` for the descriptors named in ``metadata["descriptors"]``."""
+    return _with_metadata(_KEYFRAME_FIELDS + _vector_fields(metadata), metadata)
+
+
+def videos_schema(metadata: dict[str, Any]) -> pa.Schema:
+    """Schema of ``videos/``; vector columns are null for videos that yielded no keyframe."""
+    return _with_metadata(_VIDEO_FIELDS + _vector_fields(metadata), metadata)
+
+
+def read_metadata(schema: pa.Schema) -> dict[str, Any]:
+    """The styleaxis metadata of a Parquet file's schema; a clear error when it is absent."""
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise ValueError("Parquet file has no 'styleaxis' metadata: it was not written by styleaxis embed")
+    return json.loads(raw)
