@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .descriptors import Descriptor, get_descriptor
 from .registry import get_model, load_model
 
-__all__ = ["EmbedConfig", "Embedder", "resize_short_side"]
+__all__ = ["EmbedConfig", "Embedder", "resize_short_side", "video_vector"]
 
 #: the style predictor sees a centre-cropped square of this side, as it was trained.
 PREDICTOR_SIDE = 256
@@ -73,6 +73,16 @@ def resize_short_side(img: torch.Tensor, side: int, center_crop: bool = False) -
         top, left = (nh - side) // 2, (nw - side) // 2
         img = img[:, top : top + side, left : left + side]
     return img.clamp(0.0, 1.0)
+
+
+def video_vector(keyframe_vectors: np.ndarray) -> np.ndarray:
+    """A video's vector: the mean of its L2-normalised keyframe vectors (float64 sum, float32 out).
+
+    Normalising first gives every keyframe the same weight whatever its feature magnitude.
+    """
+    m = np.asarray(keyframe_vectors, dtype=np.float64)
+    m = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    return m.mean(axis=0).astype(np.float32)
 
 
 class Embedder:

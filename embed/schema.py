@@ -3,7 +3,9 @@
 ``keyframes/``: one row per embedded keyframe. ``videos/``: one row per input, whatever happened
 to it (status ``ok``, ``partial`` or ``failed`` with an error), carrying the video-level vectors
 (mean of the L2-normalised keyframe vectors) when there are any. Each vector column is a
-fixed-size float32 list. The file metadata key ``styleaxis`` holds JSON: model ids and sha256s,
+float32 list: fixed-size in ``keyframes/``; variable-size in ``videos/``, because pyarrow 25 writes
+a null fixed-size list that it cannot read back (measured), and a failed video has no vector there.
+Readers check every list's length against the dimension in the metadata. The file metadata key ``styleaxis`` holds JSON: model ids and sha256s,
 descriptor dims, resize policy, code version and run id.
 """
 from __future__ import annotations
@@ -43,9 +45,9 @@ _VIDEO_FIELDS = [
 ]
 
 
-def _vector_fields(metadata: dict[str, Any]) -> list[pa.Field]:
+def _vector_fields(metadata: dict[str, Any], fixed: bool) -> list[pa.Field]:
     return [
-        pa.field(name, pa.list_(pa.float32(), int(spec["dim"])))
+        pa.field(name, pa.list_(pa.float32(), int(spec["dim"]) if fixed else -1))
         for name, spec in metadata["descriptors"].items()
     ]
 
@@ -56,12 +58,12 @@ def _with_metadata(fields: list[pa.Field], metadata: dict[str, Any]) -> pa.Schem
 
 def keyframes_schema(metadata: dict[str, Any]) -> pa.Schema:
     """Schema of ``keyframes/`` for the descriptors named in ``metadata["descriptors"]``."""
-    return _with_metadata(_KEYFRAME_FIELDS + _vector_fields(metadata), metadata)
+    return _with_metadata(_KEYFRAME_FIELDS + _vector_fields(metadata, fixed=True), metadata)
 
 
 def videos_schema(metadata: dict[str, Any]) -> pa.Schema:
     """Schema of ``videos/``; vector columns are null for videos that yielded no keyframe."""
-    return _with_metadata(_VIDEO_FIELDS + _vector_fields(metadata), metadata)
+    return _with_metadata(_VIDEO_FIELDS + _vector_fields(metadata, fixed=False), metadata)
 
 
 def read_metadata(schema: pa.Schema) -> dict[str, Any]:

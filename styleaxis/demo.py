@@ -1,0 +1,173 @@
+"""The demo: a sample catalogue made on the spot, embedded, indexed, queried and reported.
+
+Contents are photos that ship in pip packages (scikit-image, scikit-learn); styles come from the
+offline 26-style CIN network (Dumoulin et al. 2017). Each clip is a slow pan and zoom over one
+stylised photo, encoded as H.264 MP4, so its keyframes differ while content and style stay fixed.
+Clip files are named ``{content}__{style}.mp4``; those labels score the answers.
+"""
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from styleaxis.embed.registry import load_model
+from styleaxis.pipelines.video_io import read_keyframes, write_video
+
+__all__ = ["DemoConfig", "sample_photos", "make_catalogue", "clip_labels", "contact_sheet", "write_report"]
+
+#: the cin26 styles the demo uses: four that look unlike each other.
+DEMO_STYLES: tuple[int, ...] = (2, 8, 15, 21)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Size of the sample catalogue.
+
+    Attributes:
+        contents: how many photos (at most the number in :func:`sample_photos`).
+        styles: cin26 style indices, one clip per (photo, style).
+        seconds / fps / gop: clip length, frame rate and key-frame interval (frames).
+        width / height: clip size in pixels (even numbers, for yuv420p).
+    """
+
+    contents: int = 6
+    styles: tuple[int, ...] = DEMO_STYLES
+    seconds: float = 3.0
+    fps: int = 10
+    gop: int = 10
+    width: int = 256
+    height: int = 176
+
+
+def sample_photos() -> dict[str, np.ndarray]:
+    """Colour photos that ship with scikit-image and scikit-learn, by name (HxWx3 uint8 RGB)."""
+    import skimage.data as data
+    from sklearn.datasets import load_sample_image
+
+    return {
+        "astronaut": data.astronaut(),
+        "coffee": data.coffee(),
+        "cat": data.chelsea(),
+        "rocket": data.rocket(),
+        "motorcycle": data.stereo_motorcycle()[0],
+        "pagoda": load_sample_image("china.jpg"),
+        "flower": load_sample_image("flower.jpg"),
+        "retina": data.retina(),
+    }
+
+
+def _pan_zoom_frames(image: np.ndarray, n: int, width: int, height: int) -> list[np.ndarray]:
+    """``n`` frames of a slow zoom-in with a diagonal pan over ``image`` (already stylised)."""
+    h, w = image.shape[:2]
+    pil = Image.fromarray(image)
+    frames = []
+    for i in range(n):
+        t = i / max(n - 1, 1)
+        zoom = 1.0 - 0.25 * t  # the window shrinks to 75 % of the largest that fits
+        win_w = min(w, h * width / height) * zoom
+        win_h = win_w * height / width
+        left = (w - win_w) * (0.2 + 0.6 * t)
+        top = (h - win_h) * (0.3 + 0.4 * t)
+        box = (left, top, left + win_w, top + win_h)
+        frames.append(np.asarray(pil.resize((width, height), Image.BICUBIC, box=box)))
+    return frames
+
+
+def make_catalogue(out_dir: Path, config: DemoConfig = DemoConfig(),
+                   progress: Callable[[str], None] = lambda _: None) -> list[Path]:
+    """Write ``contents x styles`` clips into ``out_dir``; returns their paths (existing clips are kept)."""
+    photos = list(sample_photos().items())[: config.contents]
+    if len(photos) < config.contents:
+        raise ValueError(f"the demo has {len(photos)} sample photos, asked for {config.contents}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cin = load_model("cin26")
+    n_frames = int(round(config.seconds * config.fps))
+    paths = []
+    for name, photo in photos:
+        # stylise once, at a size a little above the clip's so the pan has room
+        scale = 1.6 * config.height / min(photo.shape[:2])
+        small = Image.fromarray(photo).resize(
+            (round(photo.shape[1] * scale), round(photo.shape[0] * scale)), Image.BICUBIC)
+        x = torch.from_numpy(np.array(small)).permute(2, 0, 1)[None].float() / 255.0
+        for style in config.styles:
+            path = out_dir / f"{name}__style{style:02d}.mp4"
+            paths.append(path)
+            if path.exists():
+                continue
+            weights = torch.zeros(26)
+            weights[style] = 1.0
+            with torch.inference_mode():
+                styled = (cin(x, weights)[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+            write_video(path, _pan_zoom_frames(styled, n_frames, config.width, config.height),
+                        fps=config.fps, gop=config.gop)
+            progress(path.name)
+    return paths
+
+
+def clip_labels(video_id: str) -> tuple[str, str]:
+    """(content, style) of a demo clip from its id ``{content}__{style}``."""
+    content, _, style = video_id.partition("__")
+    return content, style
+
+
+def _thumbnail(uri: str, size: tuple[int, int]) -> Image.Image:
+    first = read_keyframes(uri).keyframes[0].image
+    return Image.fromarray(first).resize(size, Image.BICUBIC)
+
+
+def contact_sheet(query: dict[str, Any], rows: dict[str, list[dict[str, Any]]], path: Path,
+                  thumb: tuple[int, int] = (192, 132)) -> Path:
+    """A PNG grid: one row per query mode, the query's first frame then its answers, each captioned."""
+    cols = 1 + max(len(r) for r in rows.values())
+    cap = 30
+    sheet = Image.new("RGB", (cols * (thumb[0] + 8) + 8, len(rows) * (thumb[1] + cap + 8) + 8), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (mode, answers) in enumerate(rows.items()):
+        y = 8 + r * (thumb[1] + cap + 8)
+        for c, item in enumerate([query] + answers):
+            x = 8 + c * (thumb[0] + 8)
+            sheet.paste(_thumbnail(item["uri"], thumb), (x, y))
+            label = "QUERY " + mode if c == 0 else f"{c}. score {item['score']:.2f}"
+            draw.text((x, y + thumb[1] + 2), item["video_id"][:30], fill="black")
+            draw.text((x, y + thumb[1] + 15), label[:32], fill="darkred" if c == 0 else "black")
+    tmp = path.with_suffix(".tmp.png")
+    sheet.save(tmp)
+    tmp.replace(path)
+    return path
+
+
+def write_report(out_dir: Path, query: dict[str, Any], answers: dict[str, list[dict[str, Any]]],
+                 precision: dict[str, float], summary: dict[str, Any]) -> Path:
+    """``report.html`` + ``contact_sheet.png`` + ``answers.json`` in ``out_dir``; returns the HTML path."""
+    sheet = contact_sheet(query, answers, out_dir / "contact_sheet.png")
+    (out_dir / "answers.json").write_text(json.dumps(
+        {"query": query, "answers": answers, "precision": precision, "summary": summary}, indent=2))
+    tables = []
+    for mode, rows in answers.items():
+        body = "".join(
+            f"<tr><td>{i + 1}</td><td>{html.escape(a['video_id'])}</td><td>{a['style_score']:.3f}</td>"
+            f"<td>{a['content_score']:.3f}</td><td>{html.escape(a['reason'])}</td></tr>"
+            for i, a in enumerate(rows))
+        tables.append(f"<h2>{html.escape(mode)}</h2><table><tr><th>#</th><th>clip</th><th>style</th>"
+                      f"<th>content</th><th>reason</th></tr>{body}</table>")
+    prec = "".join(f"<li>{html.escape(k)}: {v:.3f}</li>" for k, v in precision.items())
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>styleaxis demo</title>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:left}}</style></head>
+<body><h1>styleaxis demo: answers for {html.escape(query['video_id'])}</h1>
+<p>{summary['clips']} clips ({summary['contents']} contents x {summary['styles']} styles),
+{summary['keyframes']} keyframes embedded in {summary['embed_seconds']:.1f} s
+({summary['keyframes_per_s']:.2f} keyframes/s).</p>
+<h2>Precision over every clip as a query (top-5)</h2><ul>{prec}</ul>
+<img src="{sheet.name}" alt="contact sheet">{''.join(tables)}</body></html>"""
+    path = out_dir / "report.html"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(page)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny labelled catalogue of real H.264 clips, embedded once by the real pipeline."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from styleaxis.demo import DemoConfig, make_catalogue
+
+#: 3 photos x 2 cin26 styles, 96x64 px, 1.5 s at 8 fps with a key frame every 6 frames.
+TINY = DemoConfig(contents=3, styles=(2, 15), seconds=1.5, fps=8, gop=6, width=96, height=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Six stylised clips named {content}__style{NN}.mp4, made with the demo's own catalogue builder."""
+    return make_catalogue(tmp_path_factory.mktemp("clips"), TINY)
+
+
+@pytest.fixture(scope="session")
+def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Inputs that are not decodable videos: empty, text, and an MP4 cut in half."""
+    folder = tmp_path_factory.mktemp("bad")
+    files = {"empty": folder / "empty.mp4", "text": folder / "notes.mp4", "truncated": folder / "cut.mp4"}
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("this is not a video\n")
+    return files
+
+
+@pytest.fixture(scope="session")
+def embedded_run(tmp_path_factory: pytest.TempPathFactory, tiny_clips: list[Path], bad_files: dict[str, Path]) -> Path:
+    """The real Beam pipeline over the tiny clips plus the bad files, with the real offline weights."""
+    from styleaxis.embed.embedder import EmbedConfig
+    from styleaxis.pipelines.beam import PipelineConfig, run_embed
+    from styleaxis.pipelines.inputs import expand_inputs
+
+    cut = tiny_clips[0].read_bytes()
+    bad_files["truncated"].write_bytes(cut[: len(cut) // 2])
+    out = tmp_path_factory.mktemp("run")
+    config = PipelineConfig(out_dir=out, embed=EmbedConfig(short_side=128), progress=False)
+    inputs = [str(tiny_clips[0].parent)] + [str(p) for p in bad_files.values()]
+    summary = run_embed(expand_inputs(inputs), config)
+    assert summary["embedded"] == len(tiny_clips) + len(bad_files)
+    return out

@@ -1,0 +1,111 @@
+"""The model registry, the offline encoders and the Embedder, on the real packaged weights."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from styleaxis.embed.embedder import EmbedConfig, Embedder, resize_short_side
+from styleaxis.embed.registry import WeightsError, get_model, list_models, load_model, register
+
+
+def test_registry_records_are_complete_and_present() -> None:
+    records = list_models()
+    assert {r.name for r in records} >= {"vgg16-hed", "effnet-lite0", "magenta-predictor", "magenta-transformer", "cin26"}
+    for r in records:
+        assert len(r.sha256) == 64 and int(r.sha256, 16) >= 0
+        assert r.package and r.licence and r.input_transform and r.description
+        assert r.present(), f"{r.name}: {r.path()} missing; pip install {r.package}"
+
+
+def test_duplicate_and_unknown_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register(get_model("cin26"))
+    with pytest.raises(KeyError, match="known models: .*vgg16-hed"):
+        get_model("vgg99")
+
+
+def test_a_file_with_the_wrong_hash_is_refused(tmp_path: Path) -> None:
+    fake = tmp_path / "efficientnet.pth"
+    torch.save({"w": torch.zeros(2)}, fake)
+    with pytest.raises(WeightsError, match="expected 5793"):
+        load_model("effnet-lite0", fake)
+
+
+def test_vgg_loader_names_what_is_missing(tmp_path: Path) -> None:
+    import h5py
+
+    from styleaxis.embed.vgg import load_vgg16_hed
+
+    bad = tmp_path / "other.h5"
+    with h5py.File(bad, "w") as f:
+        f.create_dataset("x", data=np.zeros(3))
+    with pytest.raises(ValueError, match="no weights for block1_conv1"):
+        load_vgg16_hed(bad)
+
+
+def test_effnet_classifies_the_packaged_coffee_photo_as_espresso() -> None:
+    import skimage.data
+
+    model = load_model("effnet-lite0")
+    img = torch.from_numpy(skimage.data.coffee()).permute(2, 0, 1).float()[None] / 255
+    img = torch.nn.functional.interpolate(img, size=(224, 224), mode="bilinear", antialias=True)
+    with torch.inference_mode():
+        probs = model(img, ("logits",))["logits"].softmax(1)
+    assert probs.argmax().item() == 967  # ImageNet class 967: espresso
+    assert probs.max().item() > 0.8
+
+
+def test_vgg16_hed_taps_have_vgg_shapes() -> None:
+    model = load_model("vgg16-hed")
+    with torch.inference_mode():
+        taps = model(torch.rand(1, 3, 64, 96), ("relu1_1", "relu2_1", "relu3_1", "relu4_1"))
+    assert {k: tuple(v.shape) for k, v in taps.items()} == {
+        "relu1_1": (1, 64, 64, 96), "relu2_1": (1, 128, 32, 48), "relu3_1": (1, 256, 16, 24), "relu4_1": (1, 512, 8, 12)}
+    assert all((v >= 0).all() for v in taps.values())
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder(EmbedConfig(short_side=64, batch_size=16)).load()
+
+
+def _photos() -> list[np.ndarray]:
+    import skimage.data
+
+    return [skimage.data.astronaut()[::4, ::4], skimage.data.coffee()[::4, ::4], skimage.data.chelsea()[::3, ::3]]
+
+
+def test_embedder_is_deterministic_and_mixes_sizes(embedder: Embedder) -> None:
+    frames = _photos()
+    a, b = embedder.embed(frames), embedder.embed(frames)
+    for name, dim in {"style_in": 1920, "style_cin": 100, "content": 1792}.items():
+        assert a[name].shape == (3, dim) and a[name].dtype == np.float32
+        np.testing.assert_array_equal(a[name], b[name])
+        assert not np.allclose(a[name][0], a[name][1])  # different photos, different vectors
+
+
+def test_a_frame_alone_and_in_a_batch_of_16_agree(embedder: Embedder) -> None:
+    rng = np.random.default_rng(0)
+    batch = [rng.integers(0, 256, (64, 80, 3), dtype=np.uint8) for _ in range(15)] + [_photos()[0][:64, :80]]
+    alone = embedder.embed(batch[-1:])
+    together = embedder.embed(batch)
+    for name in alone:
+        np.testing.assert_allclose(together[name][-1], alone[name][0], atol=1e-5, rtol=1e-4)
+
+
+def test_resize_keeps_aspect_and_crop_makes_a_square() -> None:
+    img = torch.rand(3, 100, 300)
+    assert resize_short_side(img, 64).shape == (3, 64, 192)
+    assert resize_short_side(img, 64, center_crop=True).shape == (3, 64, 64)
+
+
+def test_bad_frames_and_configs_get_clear_errors(embedder: Embedder) -> None:
+    with pytest.raises(ValueError, match="HxWx3"):
+        embedder.embed([np.zeros((10, 10), np.uint8)])
+    with pytest.raises(KeyError, match="unknown descriptor 'style_xx'"):
+        EmbedConfig(descriptors=("style_xx",))
+    with pytest.raises(ValueError, match="short_side"):
+        EmbedConfig(short_side=8)
