@@ -9,29 +9,18 @@ import json
 import shlex
 import sys
 from pathlib import Path
+
 from typing import Any
 
 import click
 
 from styleaxis import __version__
+from styleaxis.cli_base import CliGroup
 
 MODES = ("same-style-different-content", "same-content-different-style", "style", "content")
 
 
-class _Group(click.Group):
-    """A click group that turns the library's documented exceptions into one-line errors."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except (FileNotFoundError, ValueError, KeyError, LookupError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            raise click.ClickException(str(message)) from exc
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CliGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="styleaxis")
 def main() -> None:
     """styleaxis: separate style and content similarity for a video catalogue.
@@ -98,7 +87,7 @@ def _print_embed_summary(summary: dict[str, Any]) -> None:
         click.echo(f"{n} keyframes in {summary['seconds']:.1f} s ({n / summary['seconds']:.2f} keyframes/s)")
 
 
-@main.group(cls=_Group)
+@main.group(cls=CliGroup)
 def index() -> None:
     """Build and inspect the FAISS indexes (one per axis)."""
 
@@ -152,7 +141,7 @@ def query(index_dir: Path, video_id: str | None, image: Path | None, mode: str, 
         click.echo(f"{r.rank:3d}. {r.video_id:40s} style {r.style_score:6.3f}  content {r.content_score:6.3f}  {r.reason}")
 
 
-@main.group(cls=_Group)
+@main.group(cls=CliGroup)
 def models() -> None:
     """The model registry: which networks styleaxis uses and where their weights come from."""
 

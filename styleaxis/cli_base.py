@@ -1,0 +1,25 @@
+"""What every styleaxis command module shares: the click group class that maps errors to one line."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+__all__ = ["CliGroup"]
+
+
+class CliGroup(click.Group):
+    """A click group that turns the library's documented exceptions into one-line errors (exit 1).
+
+    FileNotFoundError, ValueError and KeyError/LookupError are what styleaxis raises for bad input;
+    anything else is a bug and keeps its traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except (FileNotFoundError, ValueError, KeyError, LookupError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise click.ClickException(str(message)) from exc
