@@ -1,0 +1,175 @@
+"""Reader for the embed pipeline's run directory (RUN/videos/*.parquet) as the index needs it."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+METADATA_KEY = b"styleaxis"
+INDEXABLE_STATUSES = ("ok", "partial")
+KNOWN_STATUSES = (*INDEXABLE_STATUSES, "failed")
+
+
+@dataclass(frozen=True)
+class RunVectors:
+    """Indexable rows of a run: ids, one (n, D) float32 matrix per descriptor, and provenance."""
+
+    video_ids: list[str]
+    vectors: dict[str, np.ndarray]
+    models: dict[str, str]
+    descriptors: dict[str, dict[str, Any]]
+    run_ids: tuple[str, ...]
+    code_versions: tuple[str, ...]
+    skipped: dict[str, int]
+
+
+def read_run(run_dir: Path, descriptors: Sequence[str]) -> RunVectors:
+    """Read the requested descriptors of every indexable row (status ok/partial, all vectors present).
+
+    Checks that all files agree on the model identity (models + descriptors metadata), that the
+    descriptors exist with the advertised dimension, and that ids are unique and vectors finite.
+    """
+    videos_dir = Path(run_dir) / "videos"
+    files = sorted(videos_dir.glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no Parquet files in {videos_dir}")
+    schemas = {path: pq.read_schema(path) for path in files}
+    metas = {path: _styleaxis_metadata(path, schema) for path, schema in schemas.items()}
+    first = metas[files[0]]
+    _check_identity_agrees(metas)
+    for name in descriptors:
+        _check_descriptor_metadata(files[0], first, name)
+    dims = {name: int(first["descriptors"][name]["dim"]) for name in descriptors}
+
+    ids: list[str | None] = []
+    blocks: dict[str, list[np.ndarray]] = {name: [] for name in descriptors}
+    skipped = {"failed": 0, "missing_vectors": 0}
+    for path in files:
+        _check_vector_types(path, schemas[path], dims)
+        table = _read_columns(path, schemas[path], ["video_id", "status", *descriptors])
+        _check_statuses(path, table)
+        indexable = pc.is_in(table["status"], value_set=pa.array(INDEXABLE_STATUSES))
+        has_vectors = reduce(pc.and_, [pc.is_valid(table[name]) for name in descriptors])
+        keep = pc.and_(indexable, has_vectors)
+        skipped["failed"] += len(table) - pc.sum(indexable).as_py()
+        skipped["missing_vectors"] += pc.sum(pc.and_(indexable, pc.invert(has_vectors))).as_py()
+        kept = table.filter(keep)
+        ids.extend(kept["video_id"].to_pylist())
+        for name in descriptors:
+            blocks[name].append(_list_matrix(path, kept[name], name, dims[name]))
+
+    vectors = {name: np.concatenate(parts) for name, parts in blocks.items()}
+    _check_ids(ids)
+    for name, matrix in vectors.items():
+        bad = ~np.isfinite(matrix).all(axis=1)
+        if bad.any():
+            examples = [ids[i] for i in np.flatnonzero(bad)[:5]]
+            raise ValueError(
+                f"descriptor {name!r} has non-finite values for {int(bad.sum())} videos, e.g. {examples}"
+            )
+    return RunVectors(
+        video_ids=ids,
+        vectors=vectors,
+        models=dict(first["models"]),
+        descriptors={name: dict(first["descriptors"][name]) for name in descriptors},
+        run_ids=tuple(sorted({str(m.get("run_id")) for m in metas.values()})),
+        code_versions=tuple(sorted({str(m.get("code_version")) for m in metas.values()})),
+        skipped=skipped,
+    )
+
+
+def _styleaxis_metadata(path: Path, schema: pa.Schema) -> dict[str, Any]:
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise ValueError(f"{path}: Parquet schema metadata has no {METADATA_KEY.decode()!r} key")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: {METADATA_KEY.decode()!r} metadata is not valid JSON ({exc})") from exc
+    for key in ("models", "descriptors"):
+        if not isinstance(meta.get(key), dict):
+            raise ValueError(f"{path}: {METADATA_KEY.decode()!r} metadata needs a {key!r} object")
+    return meta
+
+
+def _check_identity_agrees(metas: dict[Path, dict[str, Any]]) -> None:
+    groups: dict[str, list[str]] = {}
+    for path, meta in metas.items():
+        key = json.dumps({"models": meta["models"], "descriptors": meta["descriptors"]}, sort_keys=True)
+        groups.setdefault(key, []).append(path.name)
+    if len(groups) > 1:
+        detail = "; ".join(f"{names} -> {key}" for key, names in groups.items())
+        raise ValueError(f"run files disagree on model identity (models/descriptors metadata): {detail}")
+
+
+def _check_descriptor_metadata(path: Path, meta: dict[str, Any], name: str) -> None:
+    info = meta["descriptors"].get(name)
+    if not isinstance(info, dict) or not isinstance(info.get("dim"), int) or "model" not in info:
+        raise ValueError(
+            f"{path}: descriptor {name!r} missing from metadata or lacks dim/model "
+            f"(available: {sorted(meta['descriptors'])})"
+        )
+    if info["model"] not in meta["models"]:
+        raise ValueError(
+            f"{path}: descriptor {name!r} names model {info['model']!r}, which is not in metadata models "
+            f"{sorted(meta['models'])}"
+        )
+
+
+def _check_statuses(path: Path, table: pa.Table) -> None:
+    unknown = set(pc.unique(table["status"]).to_pylist()) - set(KNOWN_STATUSES)
+    if unknown:
+        raise ValueError(
+            f"{path}: column 'status' has unknown values {sorted(map(str, unknown))}, expected {KNOWN_STATUSES}"
+        )
+
+
+def _check_vector_types(path: Path, schema: pa.Schema, dims: dict[str, int]) -> None:
+    for name, dim in dims.items():
+        got = schema.field(name).type if name in schema.names else "no such column"
+        ok = isinstance(got, (pa.ListType, pa.FixedSizeListType)) and got.value_type == pa.float32()
+        if not ok or getattr(got, "list_size", dim) != dim:
+            raise ValueError(
+                f"{path}: column {name!r} is {got}, expected list<float> or fixed_size_list<float>[{dim}]"
+            )
+
+
+def _read_columns(path: Path, schema: pa.Schema, columns: list[str]) -> pa.Table:
+    """Read columns of one file, naming the file (and the known pyarrow limit) on failure."""
+    try:
+        return pq.read_table(path, columns=columns)
+    except pa.ArrowInvalid as exc:
+        fixed = [name for name in columns if pa.types.is_fixed_size_list(schema.field(name).type)]
+        hint = (
+            f"; columns {fixed} are fixed-size lists, which pyarrow 25 cannot read back when a row is "
+            "null (apache/arrow#35692): videos/ vectors must be variable-size lists (embed/schema.py)"
+            if fixed else ""
+        )
+        raise ValueError(f"{path}: cannot read columns {columns}: {exc}{hint}") from exc
+
+
+def _list_matrix(path: Path, column: pa.ChunkedArray, name: str, dim: int) -> np.ndarray:
+    """(n, dim) float32 matrix from a null-free float list column, checking every length."""
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    wrong = sorted(set(lengths.tolist()) - {dim})
+    if wrong:
+        raise ValueError(f"{path}: column {name!r} has vectors of length {wrong}, expected {dim} (metadata dim)")
+    return pc.list_flatten(column).to_numpy(zero_copy_only=False).reshape(-1, dim)
+
+
+def _check_ids(ids: list[str | None]) -> None:
+    if None in ids:
+        raise ValueError(f"video_id is null for {ids.count(None)} indexable rows")
+    dupes = sorted(video_id for video_id, n in Counter(ids).items() if n > 1)
+    if dupes:
+        raise ValueError(f"video_id is not unique across the run: {len(dupes)} repeated ids, e.g. {dupes[:5]}")
