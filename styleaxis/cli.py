@@ -9,7 +9,6 @@ import json
 import shlex
 import sys
 from pathlib import Path
-
 from typing import Any
 
 import click
