@@ -12,7 +12,7 @@ import torch
 
 from .functional import calc_mean_std, grid_pool, instance_norm, l2_normalize
 
-__all__ = ["Descriptor", "DESCRIPTORS", "get_descriptor", "STYLE_TAPS"]
+__all__ = ["Descriptor", "DESCRIPTORS", "get_descriptor", "STYLE_TAPS", "VGG_DESCRIPTORS"]
 
 #: AdaIN's style taps (Huang & Belongie 2017): the first ReLU of each of the first four VGG blocks.
 STYLE_TAPS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -28,6 +28,8 @@ class Descriptor:
     dim: int
     compute: Callable[[dict[str, torch.Tensor]], torch.Tensor]
     summary: str
+    #: other models whose weights the vector depends on (they join the vector's identity)
+    extra_models: tuple[str, ...] = ()
 
 
 def _style_in(taps: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -46,8 +48,40 @@ def _content(taps: dict[str, torch.Tensor]) -> torch.Tensor:
     return l2_normalize(grid_pool(instance_norm(taps["stage5"]), 4))
 
 
+#: channels each style tap is projected to before its Gram matrix (see _style_gram)
+GRAM_PROJECTION = 32
+_GRAM_SEED = 20170411
+
+
+def _gram_projection(channels: int, tap_index: int, device: torch.device) -> torch.Tensor:
+    # fixed, seeded Gaussian projection C -> GRAM_PROJECTION, scaled to keep magnitudes
+    g = torch.Generator().manual_seed(_GRAM_SEED + tap_index)
+    return (torch.randn(channels, GRAM_PROJECTION, generator=g) / channels**0.5).to(device)
+
+
+def _style_gram(taps: dict[str, torch.Tensor]) -> torch.Tensor:
+    # Gatys et al. 2016 describe style by Gram matrices G = F F^T / (HW) of the style taps. Full Grams
+    # of relu1_1..relu4_1 have ~175k distinct entries; projecting each tap's channels with a fixed
+    # seeded random matrix P (C x 32) first gives G' = P^T G P, whose 528 upper-triangle entries per
+    # tap keep the Gram geometry (Johnson-Lindenstrauss). Each tap block is L2-normalised, so no tap
+    # dominates by magnitude.
+    parts = []
+    upper = torch.triu_indices(GRAM_PROJECTION, GRAM_PROJECTION)
+    for i, name in enumerate(STYLE_TAPS):
+        feat = taps[name].float()
+        n, c, h, w = feat.shape
+        proj = torch.einsum("nchw,ck->nkhw", feat, _gram_projection(c, i, feat.device)).flatten(2)
+        gram = proj @ proj.transpose(1, 2) / (h * w)
+        parts.append(l2_normalize(gram[:, upper[0], upper[1]]))
+    return torch.cat(parts, dim=1) / len(parts) ** 0.5
+
+
 def _bottleneck(taps: dict[str, torch.Tensor]) -> torch.Tensor:
     return taps["bottleneck"]
+
+
+def _cin_params(taps: dict[str, torch.Tensor]) -> torch.Tensor:
+    return taps["cin_params"]
 
 
 DESCRIPTORS: dict[str, Descriptor] = {
@@ -56,6 +90,15 @@ DESCRIPTORS: dict[str, Descriptor] = {
         Descriptor(
             "style_in", "vgg16-hed", STYLE_TAPS, 2 * (64 + 128 + 256 + 512), _style_in,
             "IN mean/std of VGG16 relu1_1..relu4_1 (AdaIN statistics)",
+        ),
+        Descriptor(
+            "style_gram", "vgg16-hed", STYLE_TAPS, 4 * GRAM_PROJECTION * (GRAM_PROJECTION + 1) // 2, _style_gram,
+            "Gram matrices of VGG16 relu1_1..relu4_1 after a fixed random 32-channel projection (Gatys)",
+        ),
+        Descriptor(
+            "style_cin_params", "magenta-transformer", ("cin_params",), 694, _cin_params,
+            "the CIN gamma/beta (694) the transformer's StyleNorm layers make from the predictor bottleneck",
+            extra_models=("magenta-predictor",),
         ),
         Descriptor(
             "style_cin", "magenta-predictor", ("bottleneck",), 100, _bottleneck,
@@ -67,6 +110,10 @@ DESCRIPTORS: dict[str, Descriptor] = {
         ),
     )
 }
+
+
+#: descriptors computed on a VGG encoder: EmbedConfig.style_encoder picks which VGG (same taps, same dims)
+VGG_DESCRIPTORS = frozenset(name for name, d in DESCRIPTORS.items() if d.model == "vgg16-hed")
 
 
 def get_descriptor(name: str) -> Descriptor:

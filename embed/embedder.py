@@ -15,13 +15,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .descriptors import Descriptor, get_descriptor
-from .registry import get_model, load_model
+from .descriptors import VGG_DESCRIPTORS, Descriptor, get_descriptor
+from .registry import load_model, resolve_weights
 
 __all__ = ["EmbedConfig", "Embedder", "resize_short_side", "video_vector"]
 
 #: the style predictor sees a centre-cropped square of this side, as it was trained.
 PREDICTOR_SIDE = 256
+_AUTOCAST = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,11 @@ class EmbedConfig:
         center_crop: crop the resized frame to a centred square.
         batch_size: frames per forward pass.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        precision: ``"fp32"`` (the reference), or ``"fp16"``/``"bf16"`` autocast for the encoders
+            (descriptor arithmetic stays fp32).
+        channels_last: NHWC memory format for batches and models (faster convolutions on CUDA).
+        style_encoder: the VGG behind the VGG descriptors (``style_in``, ``style_gram``):
+            ``vgg16-hed`` (offline) or ``vgg19`` (when its weights are present).
     """
 
     descriptors: tuple[str, ...] = ("style_in", "style_cin", "content")
@@ -41,6 +47,9 @@ class EmbedConfig:
     center_crop: bool = False
     batch_size: int = 8
     device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+    style_encoder: str = "vgg16-hed"
 
     def __post_init__(self) -> None:
         if self.short_side < 32:
@@ -49,6 +58,10 @@ class EmbedConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.precision not in _AUTOCAST:
+            raise ValueError(f"precision must be one of {', '.join(_AUTOCAST)}, got {self.precision!r}")
+        if self.style_encoder not in ("vgg16-hed", "vgg19"):
+            raise ValueError(f"style_encoder must be vgg16-hed or vgg19, got {self.style_encoder!r}")
         for name in self.descriptors:
             get_descriptor(name)
 
@@ -96,18 +109,23 @@ class Embedder:
         else:
             self.device = torch.device(self.config.device)
         self._models: dict[str, torch.nn.Module] = {}
-        # encoder id -> the union of taps its descriptors need
+        # encoder id -> the union of taps its descriptors need (one pass per encoder and batch)
         self._taps: dict[str, tuple[str, ...]] = {}
         for d in self.descriptors:
-            self._taps[d.model] = tuple(dict.fromkeys(self._taps.get(d.model, ()) + d.taps))
+            model = self._model_of(d)
+            self._taps[model] = tuple(dict.fromkeys(self._taps.get(model, ()) + d.taps))
+
+    def _model_of(self, d: Descriptor) -> str:
+        return self.config.style_encoder if d.name in VGG_DESCRIPTORS else d.model
 
     @property
     def identity(self) -> dict[str, Any]:
         """Model ids with sha256, descriptor dims and the resize policy: what makes vectors comparable."""
+        models = dict.fromkeys(m for d in self.descriptors for m in (self._model_of(d), *d.extra_models))
         return {
-            "models": {m: get_model(m).sha256 for m in self._taps},
+            "models": {m: resolve_weights(m)[1] for m in models},
             "descriptors": {
-                d.name: {"dim": d.dim, "model": d.model, "taps": list(d.taps), "summary": d.summary}
+                d.name: {"dim": d.dim, "model": self._model_of(d), "taps": list(d.taps), "summary": d.summary}
                 for d in self.descriptors
             },
             "short_side": self.config.short_side,
@@ -122,31 +140,47 @@ class Embedder:
 
     def _model(self, name: str) -> torch.nn.Module:
         if name not in self._models:
-            self._models[name] = load_model(name).to(self.device)
+            model = load_model(name).to(self.device)
+            if self.config.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            self._models[name] = model
         return self._models[name]
 
-    @torch.inference_mode()
-    def _run_encoder(self, name: str, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        model = self._model(name)
-        if name == "magenta-predictor":
-            side = min(batch.shape[-2:])
-            top, left = (batch.shape[-2] - side) // 2, (batch.shape[-1] - side) // 2
-            square = batch[..., top : top + side, left : left + side]
-            if side != PREDICTOR_SIDE:
-                square = F.interpolate(square, size=(PREDICTOR_SIDE, PREDICTOR_SIDE), mode="bilinear",
-                                       antialias=True, align_corners=False)
-            return {"bottleneck": model(square)}
-        return model(batch, self._taps[name])
+    def _bottleneck(self, batch: torch.Tensor) -> torch.Tensor:
+        """The style predictor on the centred square of each frame, resized to its training size."""
+        side = min(batch.shape[-2:])
+        top, left = (batch.shape[-2] - side) // 2, (batch.shape[-1] - side) // 2
+        square = batch[..., top : top + side, left : left + side]
+        if side != PREDICTOR_SIDE:
+            square = F.interpolate(square, size=(PREDICTOR_SIDE, PREDICTOR_SIDE), mode="bilinear",
+                                   antialias=True, align_corners=False)
+        return self._model("magenta-predictor")(square)
 
+    def _run_encoder(self, name: str, batch: torch.Tensor, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if name in ("magenta-predictor", "magenta-transformer"):
+            if "bottleneck" not in cache:
+                cache["bottleneck"] = self._bottleneck(batch)
+            if name == "magenta-predictor":
+                return {"bottleneck": cache["bottleneck"]}
+            return {"cin_params": self._model(name).norm_params(cache["bottleneck"].float())}
+        return self._model(name)(batch, self._taps[name])
+
+    @torch.inference_mode()
     def embed_batch(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
         """Embed a (N, 3, H, W) RGB 0..1 batch already resized: one pass per encoder."""
         batch = batch.to(self.device)
+        if self.config.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        dtype = _AUTOCAST[self.config.precision]
         out: dict[str, np.ndarray] = {}
+        cache: dict[str, torch.Tensor] = {}
         for name in self._taps:
-            taps = self._run_encoder(name, batch)
+            with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                taps = self._run_encoder(name, batch, cache)
+            taps = {k: v.float() for k, v in taps.items()}
             for d in self.descriptors:
-                if d.model == name:
-                    out[d.name] = d.compute(taps).float().cpu().numpy().astype(np.float32, copy=False)
+                if self._model_of(d) == name:
+                    out[d.name] = d.compute(taps).cpu().numpy().astype(np.float32, copy=False)
         return out
 
     def embed(self, frames: Sequence[np.ndarray | torch.Tensor]) -> dict[str, np.ndarray]:

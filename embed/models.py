@@ -11,7 +11,7 @@ from torch import nn
 
 from .effnet import load_effnet_lite0
 from .registry import ModelRecord, register
-from .vgg import load_vgg16_hed
+from .vgg import load_vgg16_hed, load_vgg19_file
 
 
 def _magenta(kind: str):
@@ -87,4 +87,20 @@ register(ModelRecord(
     taps=(),
     licence="MIT",
     builder=_magenta("load_multistyle"),
+))
+
+register(ModelRecord(
+    name="vgg19",
+    description="VGG19 ImageNet (Simonyan & Zisserman 2015), the paper encoder of AdaIN and Gatys",
+    package=None,
+    module=None,
+    relpath=None,
+    sha256=None,  # identity = sha256 of the file loaded; torchvision's file name carries its prefix
+    input_transform="torchvision layout: RGB 0..1, ImageNet mean/std, zero padding; "
+                    "vgg_normalised layout: leading 1x1 conv to Caffe BGR, reflection padding",
+    taps=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"),
+    licence="CC BY 4.0 (torchvision weights)",
+    builder=load_vgg19_file,
+    url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+    local_names=("vgg19-dcbb9e9d.pth", "vgg19.pth", "vgg_normalised.pth"),
 ))

@@ -151,14 +151,31 @@ def models_list(as_json: bool) -> None:
     """Show each model, its weight source, sha256 and whether the file is present here."""
     from styleaxis.embed.registry import list_models
 
-    rows = [{"name": m.name, "package": m.package, "file": str(m.path()), "sha256": m.sha256,
-             "present": m.present(), "licence": m.licence, "description": m.description} for m in list_models()]
+    from styleaxis.embed.registry import resolve_weights
+
+    rows = []
+    for m in list_models():
+        present = m.present()
+        # a user-supplied file (no fixed hash) is identified by the sha256 of the file found
+        sha = m.sha256 or (resolve_weights(m.name)[1] if present else None)
+        rows.append({"name": m.name, "source": m.package or m.url, "file": str(m.path()), "sha256": sha,
+                     "present": present, "licence": m.licence, "description": m.description})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
-        click.echo(f"{r['name']:20s} {'present' if r['present'] else 'MISSING':8s} {r['sha256'][:16]}…  "
-                   f"{r['package']}  {r['description']}")
+        sha = f"{r['sha256'][:16]}…" if r["sha256"] else "(from the file)".ljust(17)
+        click.echo(f"{r['name']:20s} {'present' if r['present'] else 'MISSING':8s} {sha}  {r['source']}")
+        click.echo(f"{'':20s} {r['description']}; {r['file']}")
+
+
+@models.command("fetch")
+@click.argument("name")
+def models_fetch(name: str) -> None:
+    """Download NAME's weights into torch's hub cache (needs a network; VGG19 only: the others ship in pip packages)."""
+    from styleaxis.embed.registry import fetch
+
+    click.echo(f"{name}: {fetch(name)}")
 
 
 @main.command()

