@@ -101,3 +101,13 @@ def test_wrong_files_get_errors_naming_the_problem(tmp_path: Path) -> None:
     torch.save({"net": nn.Linear(2, 2)}, pickle)  # a pickled module, not a state dict
     with pytest.raises(Exception, match="Weights only load failed|expected a state dict"):
         load_model("vgg19", pickle)
+
+
+def test_vgg19_record_points_at_torchvisions_imagenet_weights() -> None:
+    from torchvision.models import VGG19_Weights
+
+    from styleaxis.embed.registry import get_model
+
+    record = get_model("vgg19")
+    assert record.url == VGG19_Weights.IMAGENET1K_V1.url
+    assert record.local_names[0] == VGG19_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
