@@ -32,6 +32,8 @@ _KEYFRAME_FIELDS = [
     pa.field("pts_s", pa.float64()),
     pa.field("width", pa.int32()),
     pa.field("height", pa.int32()),
+    # null for a usable keyframe, else why it was left out of the video's vector (black, constant, nonfinite:...)
+    pa.field("flag", pa.string()),
 ]
 _VIDEO_FIELDS = [
     pa.field("video_id", pa.string(), nullable=False),
@@ -42,6 +44,8 @@ _VIDEO_FIELDS = [
     pa.field("n_keyframes", pa.int32()),
     pa.field("status", pa.string(), nullable=False),
     pa.field("error", pa.string()),
+    # mean cosine of the keyframes' style vectors to the video's mean style direction (1.0 = constant style)
+    pa.field("style_stability", pa.float64()),
 ]
 
 

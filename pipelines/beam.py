@@ -1,39 +1,57 @@
-"""The embedding job as an Apache Beam pipeline: URIs -> keyframes -> RunInference -> Parquet.
+"""The embedding job as an Apache Beam pipeline: URIs -> keyframes -> RunInference -> Parquet shards.
 
-Stages (each a Beam SDK part):
-  Create(uris) -> ParDo(DecodeVideo) --frames--> RunInference(EmbedderModelHandler) -> keyframe rows
-                                      \\--meta--> (dead letter for failures: a videos/ row, never a crash)
-  CoGroupByKey(meta, embedded keyframes) -> video rows (mean of L2-normalised keyframe vectors)
-  WriteToParquet(keyframes/), WriteToParquet(videos/)
+    Create((video_id, uri)) -> ParDo(DecodeVideo) -> RunInference(EmbedderModelHandler)
+        -> Map(rows) -> ParDo(WriteShards) -> RUN/_staging/<run_id>/   then, on the driver:
+    store.commit -> RUN/videos/, RUN/keyframes/
 
-The pipeline code knows URIs and rows; tensors stay behind the ModelHandler. The local default
-runner is Beam's in-process FnApiRunner (the "DirectRunner" name first tries to download Prism,
-which cannot work offline); any other ``--runner`` and its options pass through unchanged.
+One element is one video, from decoding to the sink: its keyframes are embedded together and its
+``videos/`` row is built from them without a join, so memory holds only the videos in flight
+(no CoGroupByKey over the catalogue) and a video's vectors never depend on which other videos
+shared its batch. A video that cannot be decoded or embedded flows on as a ``failed`` row with the
+error: the dead letters land in ``videos/``, and one bad file never stops the job. Decoding runs in
+a persistent child process with a time limit (:mod:`styleaxis.pipelines.isolation`), so a decoder
+that hangs or crashes costs one ``failed`` row. The writer stages complete shards as it goes; the
+driver commits them when the pipeline ends, and the next run commits what a killed run staged
+(:mod:`styleaxis.pipelines.store`).
+
+The local default runner is Beam's in-process FnApiRunner (the "DirectRunner" name first tries to
+download Prism, which cannot work offline); ``--runner`` and every other pipeline option pass
+through unchanged (Flink, Spark, Dataflow). Beam 2.77's DaskRunner loses what a DoFn emits from
+``finish_bundle``, which is where RunInference's BatchElements emits its last batch, so on Dask
+the same ModelHandler runs in a plain ParDo, one video per call.
 """
 from __future__ import annotations
 
-import logging
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from styleaxis.embed.embedder import EmbedConfig, Embedder, video_vector
+from styleaxis.embed.embedder import EmbedConfig, Embedder
 from styleaxis.embed.schema import keyframes_schema, videos_schema
 
-from .dataset import completed_videos
-from .video_io import DecodeError, KeyframePolicy, content_hash, read_keyframes
+from .dataset import committed_identity, completed_videos
+from .isolation import CallCrashed, CallTimedOut, IsolatedCall
+from .records import FrameChecks, frame_flag, video_rows
+from .store import commit, recover, run_lock, write_run_log, write_shard
+from .video_io import (BACKENDS, DEFAULT_PREFER, DecodeError, DecodeResult, Keyframe, KeyframePolicy, content_hash,
+                       local_copy, read_keyframes)
 
-__all__ = ["PipelineConfig", "KeyframeItem", "EmbedderModelHandler", "run_embed", "DEFAULT_RUNNER"]
+__all__ = ["PipelineConfig", "DecodedVideo", "EmbedderModelHandler", "build_pipeline", "pipeline_options",
+           "run_embed", "DEFAULT_RUNNER", "DASK_RUNNER"]
 
 DEFAULT_RUNNER = "FnApiRunner"
-_LOG = logging.getLogger(__name__)
+#: Beam knows the DaskRunner only by its full name; "DaskRunner" is accepted as a short alias.
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 
 
 @dataclass(frozen=True)
@@ -41,178 +59,326 @@ class PipelineConfig:
     """Everything the embedding job needs besides its inputs.
 
     Attributes:
-        out_dir: run directory; ``keyframes/`` and ``videos/`` datasets are written under it.
+        out_dir: run directory (local path or a bucket URI); see :mod:`styleaxis.pipelines.store`.
         embed: models, descriptors and resize policy.
         policy: which frames of a video are embedded.
         max_side: frames are downscaled on decode so their longer side is at most this.
-        min_batch_size / max_batch_size: RunInference batching knobs.
-        hash_mode: ``sampled`` (size + sampled bytes) or ``full`` content hash.
+        decoders: decoder backends in the order they are tried.
+        decode_timeout_s: time limit per video for decoding, in a persistent child process;
+            None decodes in-process (no time limit, no protection against decoder crashes).
+        decode_fn: the decode function (module-level, so it pickles by reference); tests put
+            faulty decoders here.
+        frame_checks: thresholds for black and constant frames, which are flagged and left out of
+            the video's vectors.
+        hash_mode: ``sampled`` (size + first/middle/last MiB) or ``full`` content hash.
+        force: re-embed every input, replacing the rows already in ``out_dir``.
+        retry_failed: re-embed inputs whose committed row is ``failed`` (e.g. a decode time-out).
+        shard_size: videos per Parquet shard; a shard is written as soon as it is full, so a killed
+            run loses at most the unfinished shards of each worker.
+        min_batch_keyframes / max_batch_keyframes: RunInference batching, in keyframes (one element
+            is one video; Beam's BatchElements adapts the batch between the two).
+        max_batch_duration_s: RunInference's longest wait to fill a batch (streaming-style batching).
+        batch_across_videos: embed the keyframes of a whole batch of videos in one forward pass
+            (bigger batches on a GPU); off by default because the last bits of a vector then depend
+            on which videos shared the batch, and reruns are promised identical vectors.
         runner: Beam runner name; ``pipeline_args`` are passed to PipelineOptions unchanged.
         progress: show a progress bar on stderr.
     """
 
-    out_dir: Path
+    out_dir: Path | str
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     policy: KeyframePolicy = field(default_factory=KeyframePolicy)
     max_side: int = 1024
-    min_batch_size: int = 1
-    max_batch_size: int = 16
+    decoders: tuple[str, ...] = DEFAULT_PREFER
+    decode_timeout_s: float | None = 120.0
+    decode_fn: Callable[..., DecodeResult] = read_keyframes
+    frame_checks: FrameChecks = field(default_factory=FrameChecks)
     hash_mode: str = "sampled"
+    force: bool = False
+    retry_failed: bool = False
+    shard_size: int = 64
+    min_batch_keyframes: int = 1
+    max_batch_keyframes: int = 32
+    max_batch_duration_s: float | None = None
+    batch_across_videos: bool = False
     runner: str = DEFAULT_RUNNER
     pipeline_args: tuple[str, ...] = ()
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        if self.hash_mode not in ("sampled", "full"):
+            raise ValueError(f"hash_mode must be 'sampled' or 'full', got {self.hash_mode!r}")
+        if self.decode_timeout_s is not None and not self.decode_timeout_s > 0:
+            raise ValueError(f"decode_timeout_s must be > 0 or None, got {self.decode_timeout_s}")
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
+        if not 1 <= self.min_batch_keyframes <= self.max_batch_keyframes:
+            raise ValueError("need 1 <= min_batch_keyframes <= max_batch_keyframes, got "
+                             f"{self.min_batch_keyframes} and {self.max_batch_keyframes}")
+        if self.max_batch_keyframes < self.policy.max_keyframes:
+            raise ValueError(f"max_batch_keyframes ({self.max_batch_keyframes}) must hold one whole video: "
+                             f">= policy.max_keyframes ({self.policy.max_keyframes})")
+        if self.max_side < 1:
+            raise ValueError(f"max_side must be >= 1, got {self.max_side}")
+        if not self.decoders or not set(self.decoders) <= set(BACKENDS):
+            raise ValueError(f"decoders must name backends from {list(BACKENDS)}, got {list(self.decoders)}")
+
 
 @dataclass(frozen=True)
-class KeyframeItem:
-    """One decoded keyframe on its way to the model."""
+class DecodedVideo:
+    """One video on its way to the model: its ``videos/`` columns so far and its keyframes.
 
-    video_id: str
-    frame_index: int
-    pts_s: float
-    width: int
-    height: int
-    image: np.ndarray = field(repr=False)
+    ``meta`` holds video_id, uri, content_hash, duration_s, fps, status and error; ``flags`` the
+    pixel check of each keyframe (None when the frame is usable).
+    """
+
+    meta: dict[str, Any]
+    size: tuple[int, int] = (0, 0)
+    keyframes: list[Keyframe] = field(default_factory=list, repr=False)
+    flags: list[str | None] = field(default_factory=list)
 
 
 class DecodeVideo(beam.DoFn):
-    """Decode a video's keyframes; emit them, and a metadata record to the ``meta`` output.
+    """Decode a (video_id, uri) into a :class:`DecodedVideo`; any failure is a ``failed`` one naming the cause."""
 
-    Any failure becomes a ``failed`` metadata record naming the cause: one bad file never stops
-    the job.
-    """
-
-    def __init__(self, policy: KeyframePolicy, max_side: int, hash_mode: str, total: int, progress: bool):
-        self.policy, self.max_side, self.hash_mode = policy, max_side, hash_mode
-        self.total, self.progress = total, progress
+    def __init__(self, config: PipelineConfig, total: int) -> None:
+        self.policy, self.max_side, self.decoders = config.policy, config.max_side, config.decoders
+        self.timeout_s, self.decode_fn, self.hash_mode = config.decode_timeout_s, config.decode_fn, config.hash_mode
+        self.checks, self.total, self.progress = config.frame_checks, total, config.progress
 
     def setup(self) -> None:
         from tqdm import tqdm
 
+        isolate = self.timeout_s is not None
+        self._decode = IsolatedCall(self.decode_fn, self.timeout_s) if isolate else self.decode_fn
         self._bar = tqdm(total=self.total, unit="video", desc="embed", disable=not self.progress)
 
     def teardown(self) -> None:
+        if isinstance(self._decode, IsolatedCall):
+            self._decode.close()
         self._bar.close()
 
-    def process(self, element: tuple[str, str]) -> Iterator[Any]:
-        video_id, uri = element
-        meta: dict[str, Any] = {
-            "video_id": video_id, "uri": uri, "content_hash": None, "duration_s": None, "fps": None,
-            "n_keyframes": 0, "status": "failed", "error": None,
-        }
+    def process(self, element: tuple[str, str]) -> Iterator[DecodedVideo]:
+        yield self._decode_one(*element)
+        self._bar.update(1)
+
+    def _decode_one(self, video_id: str, uri: str) -> DecodedVideo:
+        meta: dict[str, Any] = {"video_id": video_id, "uri": uri, "content_hash": None, "duration_s": None,
+                                "fps": None, "status": "failed", "error": None}
+        path = uri
         try:
-            meta["content_hash"] = content_hash(uri, self.hash_mode)
-            result = read_keyframes(uri, self.policy, max_side=self.max_side)
+            with local_copy(uri) as path:  # remote inputs are copied next to the decoder
+                meta["content_hash"] = content_hash(path, self.hash_mode)
+                result = self._decode(path, self.policy, self.max_side, self.decoders)
         except (DecodeError, OSError, ValueError) as exc:
-            meta["error"] = str(exc)
-        except Exception as exc:  # a decoder bug on crafted input must not stop the job
+            meta["error"] = str(exc).replace(path, uri)  # name the input, not its temporary copy
+        except (CallTimedOut, CallCrashed) as exc:
+            meta["error"] = f"{uri}: {exc}"
+        except Exception as exc:  # a decoder bug on crafted input must not stop the job: it becomes the row's error
             meta["error"] = f"{uri}: unexpected {type(exc).__name__}: {exc}"
         else:
             info = result.info
-            meta.update(duration_s=info.duration_s, fps=info.fps, n_keyframes=len(result.keyframes),
-                        status=result.status, error=result.error)
-            for kf in result.keyframes:
-                yield KeyframeItem(video_id, kf.frame_index, kf.pts_s, info.width, info.height, kf.image)
-        self._bar.update(1)
-        yield beam.pvalue.TaggedOutput("meta", (video_id, meta))
+            meta.update(duration_s=info.duration_s, fps=info.fps, status=result.status, error=result.error)
+            flags = [frame_flag(kf.image, self.checks) for kf in result.keyframes]
+            return DecodedVideo(meta, (info.width, info.height), result.keyframes, flags)
+        return DecodedVideo(meta)
 
 
-class EmbedderModelHandler(ModelHandler[KeyframeItem, PredictionResult, Embedder]):
-    """The Beam boundary of the styleaxis models: a batch of keyframes in, one vector dict per keyframe out."""
+class EmbedderModelHandler(ModelHandler[DecodedVideo, PredictionResult, Embedder]):
+    """The Beam boundary of the styleaxis models: a batch of videos in, each video's keyframe vectors out.
 
-    def __init__(self, config: EmbedConfig, *, min_batch_size: int = 1, max_batch_size: int = 16, **kwargs: Any):
-        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size, **kwargs)
-        self.config = config
+    ``PredictionResult.inference`` is {descriptor: (n_keyframes, dim) float32}, None for a video
+    without keyframes, or the error message when embedding it failed (the video becomes a failed
+    row; the job goes on). Batches are sized in keyframes (``element_size_fn``).
+    """
+
+    def __init__(self, config: EmbedConfig, *, batch_across_videos: bool = False, min_batch_keyframes: int = 1,
+                 max_batch_keyframes: int = 32, max_batch_duration_s: float | None = None) -> None:
+        super().__init__(min_batch_size=min_batch_keyframes, max_batch_size=max_batch_keyframes,
+                         max_batch_duration_secs=max_batch_duration_s, element_size_fn=_keyframe_weight)
+        self.config, self.batch_across_videos = config, batch_across_videos
 
     def load_model(self) -> Embedder:
         return Embedder(self.config).load()
 
-    def run_inference(
-        self, batch: Sequence[KeyframeItem], model: Embedder, inference_args: dict[str, Any] | None = None
-    ) -> Iterable[PredictionResult]:
-        vectors = model.embed([item.image for item in batch])
-        for i, item in enumerate(batch):
-            yield PredictionResult(item, {name: v[i] for name, v in vectors.items()}, model_id="styleaxis")
+    def run_inference(self, batch: Sequence[DecodedVideo], model: Embedder,
+                      inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
+        results: list[dict[str, np.ndarray] | str | None] = [None] * len(batch)
+        pending = [i for i, video in enumerate(batch) if video.keyframes]
+        if self.batch_across_videos and len(pending) > 1:
+            try:
+                vectors = model.embed([kf.image for i in pending for kf in batch[i].keyframes])
+            except (RuntimeError, ValueError):  # one bad video must not fail its batch-mates: retry one by one
+                pass
+            else:
+                bounds = np.cumsum([0] + [len(batch[i].keyframes) for i in pending])
+                for j, i in enumerate(pending):
+                    results[i] = {name: v[bounds[j]:bounds[j + 1]] for name, v in vectors.items()}
+                pending = []
+        for i in pending:
+            try:
+                results[i] = model.embed([kf.image for kf in batch[i].keyframes])
+            except (RuntimeError, ValueError) as exc:  # e.g. out of memory: this video fails, the job goes on
+                results[i] = f"embedding failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+        return [PredictionResult(video, result, model_id="styleaxis") for video, result in zip(batch, results)]
+
+    def get_num_bytes(self, batch: Sequence[DecodedVideo]) -> int:
+        """Pixel bytes of the batch, for RunInference's metrics (its default pickles the whole batch)."""
+        return sum(kf.image.nbytes for video in batch for kf in video.keyframes)
 
     def get_metrics_namespace(self) -> str:
         return "styleaxis"
 
 
-def _keyframe_row(result: PredictionResult) -> dict[str, Any]:
-    item: KeyframeItem = result.example
-    row = {"video_id": item.video_id, "frame_index": item.frame_index, "pts_s": item.pts_s,
-           "width": item.width, "height": item.height}
-    row.update({name: vec.tolist() for name, vec in result.inference.items()})
-    return row
+def _keyframe_weight(video: DecodedVideo) -> int:
+    return max(1, len(video.keyframes))
 
 
-def _video_row(grouped: tuple[str, dict[str, list]], descriptors: tuple[str, ...]) -> dict[str, Any]:
-    """Join a video's metadata with its keyframe vectors; its vector is the mean of L2-normalised keyframe vectors."""
-    _, parts = grouped
-    (meta,) = parts["meta"]
-    row = dict(meta)
-    frames = sorted(parts["frames"], key=lambda f: f[0])  # fixed order: the mean is reproducible bit for bit
-    for name in descriptors:
-        row[name] = video_vector(np.stack([vecs[name] for _, vecs in frames])).tolist() if frames else None
-    if meta["status"] != "failed" and not frames:
-        row["status"], row["error"] = "failed", row["error"] or f"{meta['uri']}: no keyframe could be embedded"
-    return row
+class _EmbedEach(beam.DoFn):
+    """The ModelHandler in a plain ParDo, one video per call: RunInference's stand-in on the DaskRunner."""
+
+    def __init__(self, handler: EmbedderModelHandler) -> None:
+        self.handler = handler
+
+    def setup(self) -> None:
+        self._model = self.handler.load_model()
+
+    def process(self, video: DecodedVideo) -> Iterable[PredictionResult]:
+        return self.handler.run_inference([video], self._model)
+
+
+def _rows(result: PredictionResult, descriptors: tuple[str, ...]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A video's ``videos/`` row and ``keyframes/`` rows from its PredictionResult."""
+    video: DecodedVideo = result.example
+    meta, vectors = dict(video.meta), result.inference
+    if isinstance(vectors, str):
+        meta["status"] = "failed"
+        meta["error"] = "; ".join(filter(None, [f"{meta['uri']}: {vectors}", meta["error"]]))
+        return video_rows(meta, video.size, [], {}, descriptors)
+    frames = [(kf.frame_index, kf.pts_s, flag) for kf, flag in zip(video.keyframes, video.flags)]
+    return video_rows(meta, video.size, frames, vectors or {}, descriptors)
+
+
+class WriteShards(beam.DoFn):
+    """Stage rows as Parquet shards of ``shard_size`` videos (plus the rest at the end of a bundle)."""
+
+    def __init__(self, root: str, metadata: dict[str, Any], shard_size: int) -> None:
+        self.root, self.metadata, self.shard_size = root, metadata, shard_size
+        self._statuses = {s: Metrics.counter("styleaxis", f"videos_{s}") for s in ("ok", "partial", "failed")}
+
+    def setup(self) -> None:
+        self._schemas = keyframes_schema(self.metadata), videos_schema(self.metadata)
+
+    def start_bundle(self) -> None:
+        self._videos: list[dict[str, Any]] = []
+        self._keyframes: list[dict[str, Any]] = []
+
+    def process(self, rows: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+        video, keyframes = rows
+        self._videos.append(video)
+        self._keyframes.extend(keyframes)
+        self._statuses[video["status"]].inc()
+        if len(self._videos) >= self.shard_size:
+            self._flush()
+
+    def finish_bundle(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._videos:
+            keyframe_schema, video_schema = self._schemas
+            keyframes = pa.Table.from_pylist(self._keyframes, schema=keyframe_schema)
+            videos = pa.Table.from_pylist(self._videos, schema=video_schema)
+            write_shard(self.root, self.metadata["run_id"], keyframes, videos)
+        self._videos, self._keyframes = [], []
 
 
 def build_pipeline(p: beam.Pipeline, videos: list[tuple[str, str]], config: PipelineConfig,
                    metadata: dict[str, Any]) -> None:
-    """Add the embedding job's transforms to ``p`` (exposed so tests can run it on a TestPipeline)."""
-    prefix = f"part-{metadata['run_id']}"
-    descriptors = tuple(metadata["descriptors"])
-    decoded = (
+    """Add the embedding job's transforms to ``p`` (exposed so tests can run it on a TestPipeline).
+
+    Every step has one output: Beam 2.77's DaskRunner hands all outputs of a multi-output DoFn to
+    every consumer, so dead letters travel in the main stream as ``failed`` rows.
+    """
+    handler = EmbedderModelHandler(config.embed, batch_across_videos=config.batch_across_videos,
+                                   min_batch_keyframes=config.min_batch_keyframes,
+                                   max_batch_keyframes=config.max_batch_keyframes,
+                                   max_batch_duration_s=config.max_batch_duration_s)
+    on_dask = p.runner.__class__.__name__ == "DaskRunner"
+    embed = beam.ParDo(_EmbedEach(handler)) if on_dask else RunInference(handler)
+    (
         p
         | "Videos" >> beam.Create(videos)
-        | "Decode" >> beam.ParDo(DecodeVideo(config.policy, config.max_side, config.hash_mode,
-                                             len(videos), config.progress)).with_outputs("meta", main="frames")
-    )
-    handler = EmbedderModelHandler(config.embed, min_batch_size=config.min_batch_size,
-                                   max_batch_size=config.max_batch_size)
-    embedded = decoded.frames | "Embed" >> RunInference(handler)
-    keyframe_rows = embedded | "KeyframeRow" >> beam.Map(_keyframe_row)
-    keyframe_rows | "WriteKeyframes" >> beam.io.WriteToParquet(
-        str(config.out_dir / "keyframes" / prefix), keyframes_schema(metadata), file_name_suffix=".parquet")
-    frames_by_video = embedded | "ByVideo" >> beam.Map(
-        lambda r: (r.example.video_id, (r.example.frame_index, r.inference)))
-    (
-        {"meta": decoded.meta, "frames": frames_by_video}
-        | "Join" >> beam.CoGroupByKey()
-        | "VideoRow" >> beam.Map(_video_row, descriptors)
-        | "WriteVideos" >> beam.io.WriteToParquet(
-            str(config.out_dir / "videos" / prefix), videos_schema(metadata), file_name_suffix=".parquet")
+        | "Decode" >> beam.ParDo(DecodeVideo(config, len(videos)))
+        | "Embed" >> embed
+        | "Rows" >> beam.Map(_rows, tuple(metadata["descriptors"]))
+        | "WriteShards" >> beam.ParDo(WriteShards(str(config.out_dir), metadata, config.shard_size))
     )
 
 
 def run_metadata(embedder_identity: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
-    """File metadata for a run: model identity, descriptors, resize policy, code version, run id."""
+    """File metadata for a run: model identity, descriptors, resize policy, code version, run id.
+
+    Run ids start with the UTC time, so they sort in the order runs started.
+    """
     from styleaxis import __version__
 
     return {**embedder_identity, "code_version": __version__,
-            "run_id": run_id or time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]}
+            "run_id": run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]}
+
+
+def pipeline_options(config: PipelineConfig) -> PipelineOptions:
+    """Beam options from ``config.pipeline_args`` unchanged; the runner is ``config.runner`` unless the
+    arguments name one (``DaskRunner`` is expanded to its full name)."""
+    options = PipelineOptions(list(config.pipeline_args))
+    standard = options.view_as(StandardOptions)
+    standard.runner = standard.runner or config.runner
+    if standard.runner == "DaskRunner":
+        standard.runner = DASK_RUNNER
+    return options
+
+
+def _check_identity(out_dir: str, metadata: dict[str, Any]) -> None:
+    """Refuse to add vectors from other models or settings to a run directory (search cannot mix them)."""
+    found = committed_identity(out_dir)
+    wanted = {key: metadata[key] for key in found or {}}
+    if found is not None and found != wanted:
+        differs = sorted(key for key in found if found[key] != wanted[key])
+        raise ValueError(f"{out_dir} holds vectors made with other {', '.join(differs)} "
+                         f"({ {k: found[k] for k in differs} } vs { {k: wanted[k] for k in differs} }): "
+                         "embed into a new --out directory")
 
 
 def run_embed(videos: list[tuple[str, str]], config: PipelineConfig) -> dict[str, Any]:
     """Embed (video_id, uri) pairs into ``config.out_dir``; returns a summary of what was done.
 
-    Videos already in the output with the same content hash and model identity are skipped, so
-    a rerun over the same inputs writes nothing new.
+    Under the run directory's lock: first commit what killed runs left staged, then skip the videos
+    already committed with the same content hash (unless ``force``; failed ones too with
+    ``retry_failed``), run the pipeline on the rest, commit its shards, and write the run's log last.
     """
+    root = str(config.out_dir)
     metadata = run_metadata(Embedder(config.embed).identity)
-    done = completed_videos(config.out_dir, metadata["models"], config.hash_mode)
-    todo = [(vid, uri) for vid, uri in videos if (vid, uri) not in done]
-    summary = {"run_id": metadata["run_id"], "inputs": len(videos), "skipped": len(videos) - len(todo),
-               "embedded": len(todo), "video_ids": [vid for vid, _ in todo], "out_dir": str(config.out_dir)}
-    if not todo:
-        return summary
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    options = PipelineOptions(list(config.pipeline_args))
-    options.view_as(StandardOptions).runner = options.view_as(StandardOptions).runner or config.runner
-    start = time.perf_counter()
-    with beam.Pipeline(options=options) as p:
-        build_pipeline(p, todo, config, metadata)
-    summary["seconds"] = time.perf_counter() - start
+    with run_lock(root):
+        recovered = recover(root)
+        _check_identity(root, metadata)
+        done = set() if config.force else completed_videos(root, config.hash_mode, config.retry_failed)
+        todo = [(vid, uri) for vid, uri in videos if (vid, uri) not in done]
+        summary: dict[str, Any] = {
+            "run_id": metadata["run_id"], "inputs": len(videos), "skipped": len(videos) - len(todo),
+            "embedded": len(todo), "video_ids": [vid for vid, _ in todo], "out_dir": root,
+            "recovered": sum(len(ids) for ids in recovered.values()), "seconds": 0.0,
+        }
+        if todo:
+            start = time.perf_counter()
+            p = beam.Pipeline(options=pipeline_options(config))
+            build_pipeline(p, todo, config, metadata)
+            result = p.run()
+            try:
+                result.wait_until_finish()
+            finally:
+                if hasattr(result, "client"):  # DaskRunner: close its client (and the LocalCluster it started)
+                    result.client.close()
+            commit(root, metadata["run_id"])
+            summary["seconds"] = time.perf_counter() - start
+        write_run_log(root, metadata["run_id"], summary)
     return summary

@@ -1,25 +1,29 @@
-"""Video and still-image input: key-frame extraction with decord or PyAV, test-video writing, hashing.
+"""Video and still-image input: key-frame extraction with PyAV or decord, test-video writing, hashing.
 
 Reading goes through :func:`read_keyframes` (and :func:`open_video` for metadata only). Each backend
-(decord first, PyAV as fallback) builds an index of the stream (presentation time of every frame and
-which frames are key frames), :meth:`KeyframePolicy.select` picks frame indices from that index, and
-the backend decodes just those frames. Because selection works on the index alone, every backend
-returns the same frame indices for the same file, and the same file always gives the same pixels.
+(PyAV first, decord as fallback: see ``DEFAULT_PREFER``) builds an index of the stream
+(presentation time of every frame and which frames are key frames), :meth:`KeyframePolicy.select`
+picks frame indices from that index, and the backend decodes just those frames. Because selection
+works on the index alone, every backend returns the same frame indices for the same file, and the
+same file always gives the same pixels.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import math
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import BinaryIO, Literal, Protocol
 
 import av
 import numpy as np
@@ -33,7 +37,12 @@ except ImportError:  # decord has no wheels for some platforms; PyAV alone still
     DECORDError = RuntimeError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
-DEFAULT_PREFER: tuple[str, ...] = ("decord", "pyav")
+#: Backend order, chosen by measurement (bench/decode.py, 720p 10 s clips, 2 CPU cores): PyAV decodes
+#: key frames 2.5-3x faster than decord 0.6.0 (it feeds the decoder key packets only; decord seeks to
+#: each), opens AV1, which decord 0.6.0 cannot, and reads as many frames as decord from truncated
+#: files; decord stays as the fallback when PyAV cannot open or read a file. decord2 3.4.0 (the
+#: maintained fork) was slower still and fails on some frame widths (96, 144 px), so it is not used.
+DEFAULT_PREFER: tuple[str, ...] = ("pyav", "decord")
 
 # What a backend may raise on a bad or unsupported file. decord's DECORDError is not a RuntimeError,
 # and decord reports some unreadable files with RuntimeError or AssertionError (frame count <= 0).
@@ -273,10 +282,21 @@ def _read_with(source: _Source, policy: KeyframePolicy, max_side: int | None) ->
 
 
 def _shortfall(info: VideoInfo, declared_s: float | None) -> str | None:
-    """Why the readable stream looks truncated compared with the header's duration, if it does."""
-    if declared_s is None or info.duration_s >= declared_s - max(2 / info.fps, 0.5):
+    """Why the readable stream looks truncated or damaged compared with the header, if it does.
+
+    Either the readable frames end early, or fewer frames than the header's duration and frame
+    rate imply are readable (a damaged middle that the demuxer skipped; 10 % slack for rounding
+    and variable frame rates).
+    """
+    if declared_s is None:
         return None
-    return f"stream ends at {info.duration_s:.3f} s but the header declares {declared_s:.3f} s"
+    if info.duration_s < declared_s - max(2 / info.fps, 0.5):
+        return f"stream ends at {info.duration_s:.3f} s but the header declares {declared_s:.3f} s"
+    expected = declared_s * info.fps
+    if info.n_frames < 0.9 * expected - 1:
+        return (f"{info.n_frames} frames readable but the header declares {declared_s:.3f} s at "
+                f"{info.fps:.3g} fps (about {expected:.0f} frames)")
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -433,6 +453,8 @@ class _DecordSource:
 
 
 _SOURCES: dict[str, Callable[[Path], _Source]] = {"decord": _DecordSource, "pyav": _PyAVSource}
+#: the decoder backends a ``prefer`` sequence may name
+BACKENDS: tuple[str, ...] = tuple(_SOURCES)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -461,13 +483,16 @@ def write_video(
     gop: int | None = None,
     pix_fmt: str = "yuv420p",
     crf: int | None = None,
+    times_s: Sequence[float] | None = None,
 ) -> Path:
     """Encode H x W x 3 uint8 RGB frames into a small video (test and demo material), atomically.
 
     The container follows the suffix (.mp4, .mkv, .webm, ...). ``gop`` pins key frames to every
     ``gop``-th frame (no scene-cut key frames); None keeps the encoder's default (long) GOP. ``crf``
-    defaults per codec. The file is written under a temporary name in the same folder and renamed,
-    so readers never see a half-written video.
+    defaults per codec. ``times_s`` (one strictly increasing time per frame, millisecond precision)
+    makes a variable-frame-rate video; ``fps`` is then only the nominal rate in the header. The file
+    is written under a temporary name in the same folder and renamed, so readers never see a
+    half-written video.
     """
     path = Path(path)
     spec = _CODECS.get(codec)
@@ -483,6 +508,7 @@ def write_video(
         raise ValueError("write_video needs at least one frame")
     _check_frame(first, first.shape)
     _check_size(first.shape, pix_fmt)
+    pts = _frame_pts(times_s)
     options = {"crf": str(spec.crf if crf is None else crf), **spec.options}
     if gop is not None:
         options |= {"keyint_min": str(gop), "sc_threshold": "0"}
@@ -496,16 +522,39 @@ def write_video(
             stream.pix_fmt = pix_fmt
             if gop is not None:
                 stream.codec_context.gop_size = gop
+            if pts is not None:
+                stream.codec_context.time_base = _VFR_TIME_BASE
             stream.options = options
-            for frame in itertools.chain([first], frames):
+            for i, frame in enumerate(itertools.chain([first], frames)):
                 _check_frame(frame, first.shape)
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+                video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+                if pts is not None:
+                    if i >= len(pts):
+                        raise ValueError(f"times_s has {len(pts)} times, but more frames were given")
+                    video_frame.pts, video_frame.time_base = pts[i], _VFR_TIME_BASE
+                container.mux(stream.encode(video_frame))
+            if pts is not None and i + 1 != len(pts):
+                raise ValueError(f"times_s has {len(pts)} times, but {i + 1} frames were given")
             container.mux(stream.encode(None))
         os.replace(tmp_name, path)
     except BaseException:
         tmp_name.unlink(missing_ok=True)  # the muxer creates the file only once it writes
         raise
     return path
+
+
+_VFR_TIME_BASE = Fraction(1, 1000)
+
+
+def _frame_pts(times_s: Sequence[float] | None) -> list[int] | None:
+    """Frame times in seconds -> pts in milliseconds; they must start at >= 0 and strictly increase."""
+    if times_s is None:
+        return None
+    pts = [round(t * 1000) for t in times_s]
+    if not pts or pts[0] < 0 or any(b <= a for a, b in zip(pts, pts[1:])):
+        raise ValueError("times_s must be >= 0 and strictly increasing at millisecond precision, "
+                         f"got {list(times_s)[:8]}")
+    return pts
 
 
 def _check_frame(frame: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -533,8 +582,36 @@ def _check_size(shape: tuple[int, ...], pix_fmt: str) -> None:
 # Hashing
 
 
+def is_remote(uri: str | os.PathLike[str]) -> bool:
+    """Whether a URI names an object store path (gs://, s3://, ...) rather than a local file."""
+    return "://" in str(uri) and not str(uri).startswith("file://")
+
+
+def _open_binary(uri: str | os.PathLike[str]) -> BinaryIO:
+    """A seekable binary reader for a local path or, through Beam's filesystems, a remote URI."""
+    if not is_remote(uri):
+        return Path(uri).open("rb")
+    from apache_beam.io.filesystems import FileSystems  # imported only for remote inputs (slow import)
+
+    return FileSystems.open(str(uri))
+
+
+@contextlib.contextmanager
+def local_copy(uri: str, folder: str | None = None) -> Iterator[str]:
+    """A local path holding ``uri``'s bytes: the path itself when local, else a temporary copy
+    (deleted on exit), because the decoders read local files."""
+    if not is_remote(uri):
+        yield uri
+        return
+    suffix = Path(uri.rsplit("/", 1)[-1]).suffix
+    with tempfile.NamedTemporaryFile(suffix=suffix, dir=folder) as copy, _open_binary(uri) as source:
+        shutil.copyfileobj(source, copy, _SAMPLE_BYTES)
+        copy.flush()
+        yield copy.name
+
+
 def content_hash(path: str | os.PathLike[str], mode: Literal["sampled", "full"] = "sampled") -> str:
-    """Hex sha256 identifying a file's content, for caching results per input.
+    """Hex sha256 identifying a file's content (local path or remote URI), for caching results per input.
 
     ``"full"`` hashes every byte (equals ``sha256sum``). ``"sampled"`` hashes the size plus the first,
     middle and last MiB: constant cost on huge videos, and files of up to 3 MiB are hashed whole.
@@ -542,12 +619,13 @@ def content_hash(path: str | os.PathLike[str], mode: Literal["sampled", "full"] 
     if mode not in ("sampled", "full"):
         raise ValueError(f"mode must be 'sampled' or 'full', got {mode!r}")
     digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
+    with _open_binary(path) as handle:
         if mode == "full":
             for block in iter(lambda: handle.read(_SAMPLE_BYTES), b""):
                 digest.update(block)
         else:
-            size = os.fstat(handle.fileno()).st_size
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(0)
             digest.update(b"sampled:%d:" % size)
             if size <= 3 * _SAMPLE_BYTES:
                 digest.update(handle.read())

@@ -42,3 +42,34 @@ def embedded_run(tmp_path_factory: pytest.TempPathFactory, tiny_clips: list[Path
     summary = run_embed(expand_inputs(inputs), config)
     assert summary["embedded"] == len(tiny_clips) + len(bad_files)
     return out
+
+
+@pytest.fixture(scope="session")
+def assert_same_rows():
+    """A checker: two run directories hold the same rows, each video and keyframe once, with
+    vectors equal bit for bit (descriptors of the tiny runs: style_in, style_cin, content), or
+    within ``tol`` (relative and absolute) when the runs used different torch thread counts (float sums in another order)."""
+    import numpy as np
+
+    from styleaxis.pipelines.dataset import read_dataset
+
+    def check(run: Path, reference: Path, descriptors: tuple[str, ...] = ("style_in", "style_cin", "content"),
+              tol: float = 0.0) -> None:
+        def same(a: np.ndarray, b: np.ndarray) -> bool:
+            return np.array_equal(a, b) if tol == 0 else bool(np.allclose(a, b, rtol=tol, atol=tol))
+
+        got, want = (read_dataset(r, "videos").set_index("video_id").sort_index() for r in (run, reference))
+        assert not got.index.duplicated().any()
+        assert list(got.index) == list(want.index)
+        assert got.status.tolist() == want.status.tolist()
+        for name in descriptors:
+            for vid in want.index[want.status != "failed"]:
+                assert same(got.loc[vid, name], want.loc[vid, name]), (vid, name)
+        got_k, want_k = (read_dataset(r, "keyframes").sort_values(["video_id", "frame_index"]) for r in (run, reference))
+        assert not got_k.duplicated(["video_id", "frame_index"]).any()
+        key = ["video_id", "frame_index"]
+        assert got_k[key].values.tolist() == want_k[key].values.tolist()
+        for name in descriptors:
+            assert same(np.stack(got_k[name].to_numpy()), np.stack(want_k[name].to_numpy())), name
+
+    return check

@@ -163,8 +163,8 @@ def test_max_side_downscales(videos: dict[str, Path]) -> None:
 
 def test_open_video_reports_metadata(videos: dict[str, Path]) -> None:
     info = open_video(videos["vp9"])
-    assert (info.decoder, info.width, info.height, info.n_frames) == ("decord", 96, 64, 48)
-    assert open_video(videos["vp9"], prefer=("pyav",)).decoder == "pyav"
+    assert (info.decoder, info.width, info.height, info.n_frames) == ("pyav", 96, 64, 48)
+    assert open_video(videos["vp9"], prefer=("decord",)).decoder == "decord"
 
 
 # --- fallback and bad input --------------------------------------------------------------------------
@@ -177,8 +177,20 @@ def test_falls_back_to_pyav_when_decord_fails_while_reading(
         raise video_io.DECORDError("simulated decode failure")
 
     monkeypatch.setattr(video_io.decord.VideoReader, "get_batch", broken)
-    result = read_keyframes(videos["gop12"])
+    result = read_keyframes(videos["gop12"], prefer=("decord", "pyav"))
     assert (result.info.decoder, result.status, indices(result)) == ("pyav", "ok", [0, 12, 24, 36])
+
+
+def test_falls_back_to_decord_when_pyav_fails_while_reading(
+    videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default order is PyAV then decord; a PyAV decode error mid-file moves on to decord."""
+    def broken(self: object, indices: list[int]) -> None:
+        raise av.error.InvalidDataError(1094995529, "simulated decode failure")
+
+    monkeypatch.setattr(video_io._PyAVSource, "frames", broken)
+    result = read_keyframes(videos["gop12"])
+    assert (result.info.decoder, result.status, indices(result)) == ("decord", "ok", [0, 12, 24, 36])
 
 
 def test_falls_back_to_pyav_for_av1(tmp_path: Path) -> None:
@@ -187,7 +199,7 @@ def test_falls_back_to_pyav_for_av1(tmp_path: Path) -> None:
         path = write_video(tmp_path / "clip.mkv", pan(24, 64, 64), FPS, codec="av1", gop=12)
     except ValueError as exc:
         pytest.skip(str(exc))
-    result = read_keyframes(path)
+    result = read_keyframes(path, prefer=("decord", "pyav"))
     assert (result.info.decoder, result.status, indices(result)) == ("pyav", "ok", [0, 12])
 
 
@@ -206,7 +218,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_text_file(tmp_path: Path) -> None:
     path = tmp_path / "notes.mp4"
     path.write_text("not a video\n" * 100)
-    with pytest.raises(DecodeError, match=r"notes\.mp4: cannot open: decord: .*; pyav: .*"):
+    with pytest.raises(DecodeError, match=r"notes\.mp4: cannot open: pyav: .*; decord: .*"):
         read_keyframes(path)
 
 
@@ -215,15 +227,22 @@ def test_truncated_mp4_without_index_cannot_open(videos: dict[str, Path], tmp_pa
         read_keyframes(truncated(videos["gop12"], tmp_path / "cut.mp4"))
 
 
-@pytest.mark.parametrize("name, decoder", [("mkv", "decord"), ("faststart", "pyav")])
-def test_truncated_file_is_partial(videos: dict[str, Path], tmp_path: Path, name: str, decoder: str) -> None:
+@pytest.mark.parametrize("name", ["mkv", "faststart"])
+def test_truncated_file_is_partial(videos: dict[str, Path], tmp_path: Path, name: str) -> None:
     """A streamable file cut in half: the frames before the cut come back, marked partial."""
     src = videos[name]
-    result = read_keyframes(truncated(src, tmp_path / f"cut{src.suffix}"))
+    cut = truncated(src, tmp_path / f"cut{src.suffix}")
+    result = read_keyframes(cut)
     assert result.status == "partial"
     assert "header declares 4.000 s" in result.error
-    assert result.info.decoder == decoder  # decord cannot open a cut faststart MP4
+    assert result.info.decoder == "pyav"  # both backends are partial; the first in order is kept
     assert indices(result)[0] == 0 and result.info.n_frames < 48
+    if name == "faststart":
+        with pytest.raises(DecodeError, match="cannot open"):  # decord cannot open a cut faststart MP4
+            read_keyframes(cut, prefer=("decord",))
+    else:
+        by_decord = read_keyframes(cut, prefer=("decord",))
+        assert (by_decord.status, indices(by_decord)) == ("partial", indices(result))
 
 
 def test_audio_only_file(tmp_path: Path) -> None:
@@ -292,3 +311,33 @@ def test_content_hash(tmp_path: Path) -> None:
     assert content_hash(path) != sampled
     with pytest.raises(ValueError, match="mode"):
         content_hash(path, "fast")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("prefer", BACKENDS)
+def test_variable_frame_rate_keeps_each_frame_time(tmp_path: Path, prefer: tuple[str]) -> None:
+    times = [0.0, 0.1, 0.15, 1.2, 1.25, 2.6, 2.65, 2.7]
+    path = write_video(tmp_path / "vfr.mp4", pan(len(times)), FPS, gop=3, times_s=times)
+    result = read_keyframes(path, KeyframePolicy(max_keyframes=8, min_gap_s=0.5), prefer=prefer)
+    assert result.status == "ok" and result.info.n_frames == len(times)
+    assert indices(result) == [0, 3, 6]
+    assert [k.pts_s for k in result.keyframes] == pytest.approx([0.0, 1.2, 2.65], abs=1e-3)
+
+
+def test_write_video_checks_frame_times(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="strictly increasing"):
+        write_video(tmp_path / "a.mp4", pan(3), FPS, times_s=[0.0, 0.5, 0.5])
+    with pytest.raises(ValueError, match="times_s has 2 times, but more frames were given"):
+        write_video(tmp_path / "b.mp4", pan(3), FPS, times_s=[0.0, 0.5])
+    with pytest.raises(ValueError, match="times_s has 4 times, but 3 frames were given"):
+        write_video(tmp_path / "c.mp4", pan(3), FPS, times_s=[0.0, 0.5, 1.0, 1.5])
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+def test_ten_bit_video_decodes_to_eight_bit_rgb(tmp_path: Path) -> None:
+    frames = pan(24)
+    path = write_video(tmp_path / "ten.mp4", frames, FPS, gop=12, pix_fmt="yuv420p10le")
+    for prefer in BACKENDS:
+        result = read_keyframes(path, prefer=prefer)
+        assert result.status == "ok" and indices(result) == [0, 12]
+        image = result.keyframes[0].image
+        assert image.dtype == np.uint8 and np.abs(image.astype(np.float32) - frames[0]).mean() < 6
