@@ -1,25 +1,29 @@
-"""File helpers shared by the index writer and reader: atomic writes and content hashes."""
+"""File helpers shared by the index writer and reader: atomic writes, content hashes, .npy row streams.
+
+`sha256_file` here is deliberately uncached. styleaxis.embed.registry.sha256_file caches digests by
+(path, size, mtime), which is right for weight files that are checked on every model load, but
+wrong for an integrity check: a file changed in place with its size and mtime kept (bit rot,
+`cp -p` or `rsync -t` of another build's file, a restored backup) would be reported unchanged,
+and each rebuild would add entries to that cache for files that no longer exist.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-_CHUNK = 1 << 20
+import numpy as np
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks so large matrices need not fit in memory."""
-    digest = hashlib.sha256()
+    """Hex sha256 of a file's bytes (streamed by hashlib, so large matrices need not fit in memory)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @contextmanager
@@ -47,3 +51,21 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def write_npy_rows(f: BinaryIO, shape: tuple[int, int], blocks: Iterable[np.ndarray]) -> None:
+    """Write a C-order float32 .npy of `shape` from row blocks, without holding the whole matrix.
+
+    Used to append rows to a memory-mapped matrix: the old rows stream from the map, the new
+    ones follow, and the total must match the header.
+    """
+    np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    written = 0
+    for block in blocks:
+        block = np.ascontiguousarray(block, dtype="<f4")
+        if block.ndim != 2 or block.shape[1] != shape[1]:
+            raise ValueError(f"row block of shape {block.shape} does not fit a matrix of shape {shape}")
+        f.write(block.tobytes())
+        written += len(block)
+    if written != shape[0]:
+        raise ValueError(f"wrote {written} rows, the .npy header promises {shape[0]}")

@@ -1,11 +1,19 @@
-"""Build one FAISS inner-product index per similarity axis (style, content) from an embed run."""
+"""Build one FAISS inner-product index per similarity axis (style, content) from an embed run, and grow it.
+
+A build writes, for generation g: the fitted transforms, per axis the FAISS index, the exact axis
+matrix (.npy, memory-mapped by the searcher to re-score candidates) and optionally the per-video
+hubness, the id map (ids.g{g}.parquet) and finally manifest.json with every file's sha256, the
+canary queries and the tuned search parameters. `add_videos` appends the videos of a run that are
+not indexed yet without retraining (the transforms and the trained quantizer stay as built).
+"""
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,13 +22,36 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._io import atomic_open, sha256_file
-from .manifest import FORMAT_VERSION, METRIC, AxisInfo, DescriptorInfo, IndexManifest, ids_digest
-from .run import read_run
+from ._io import atomic_open, sha256_file, write_npy_rows
+from .calibrate import hubness
+from .factory import (
+    FactoryChoice,
+    choose_factory,
+    gpu_available,
+    search_parameter,
+    set_search_parameter,
+    to_cpu,
+    to_gpu,
+    train_empty,
+    tune_search_parameter,
+)
+from .integrity import make_canaries, verify_file
+from .manifest import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    METRIC,
+    AxisInfo,
+    DescriptorInfo,
+    IndexManifest,
+    artifact_name,
+    ids_digest,
+)
+from .run import RunVectors, read_run
+from .shards import build_shard, check_mergeable, merge_shards, shard_bounds
 from .transform import WHITEN_OPTIONS, SearchTransform, Whiten, combine_blocks
 
-IDS_FILE = "ids.parquet"
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # axis/descriptor names become file names
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # axis/descriptor names become file names
+_ROWS_PER_BLOCK = 65536
 
 
 def _default_axes() -> dict[str, tuple[str, ...]]:
@@ -29,15 +60,34 @@ def _default_axes() -> dict[str, tuple[str, ...]]:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """What to index: axes (axis -> descriptors), the FAISS factory, and the transform's whitening.
+    """What to index and how.
 
-    factory=None picks one by catalogue size (see `choose_factory`).
+    axes: axis -> descriptors concatenated into it. factory: a FAISS factory string for every
+    axis, or None to choose per axis by size and memory_budget_gb (factory.py's rules; the budget
+    covers all axes' in-memory index structures, not the memory-mapped matrices; hnsw_max > 0
+    lets catalogues up to that size get HNSW, see factory.py for why it is off). whiten: the
+    transform's whitening. target_recall / tune_pool: nprobe/efSearch is tuned until the top
+    tune_pool candidates hold target_recall of the exact top-10. shards: build IVF/flat indexes
+    in this many slices merged in order (shards.py). gpu: train and add on a GPU when faiss has
+    one. hubness_k: store each video's mean similarity to its k nearest neighbours for CSLS
+    calibration (0: off; costs a k-NN pass over the catalogue). canaries: stored self-queries
+    re-run on every load.
     """
 
     axes: Mapping[str, tuple[str, ...]] = field(default_factory=_default_axes)
     factory: str | None = None
     whiten: Whiten = "none"
+    memory_budget_gb: float = 8.0
     flat_max: int = 50_000
+    hnsw_max: int = 0
+    target_recall: float = 0.97
+    tune_pool: int = 200
+    shards: int = 1
+    gpu: bool = True
+    hubness_k: int = 0
+    canaries: int = 8
+    seed: int = 0
+    progress: bool = False
 
     def __post_init__(self) -> None:
         if not self.axes:
@@ -50,6 +100,16 @@ class IndexConfig:
                 raise ValueError(f"IndexConfig.axes[{axis!r}] needs distinct descriptors, got {descriptors}")
         if self.whiten not in WHITEN_OPTIONS:
             raise ValueError(f"IndexConfig.whiten must be one of {WHITEN_OPTIONS}, got {self.whiten!r}")
+        if self.memory_budget_gb <= 0:
+            raise ValueError(f"IndexConfig.memory_budget_gb must be > 0, got {self.memory_budget_gb}")
+        if not 0 < self.target_recall <= 1:
+            raise ValueError(f"IndexConfig.target_recall must be in (0, 1], got {self.target_recall}")
+        for name in ("shards", "tune_pool"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"IndexConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("hubness_k", "canaries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"IndexConfig.{name} must be >= 0, got {getattr(self, name)}")
 
     @property
     def descriptors(self) -> tuple[str, ...]:
@@ -57,90 +117,266 @@ class IndexConfig:
         return tuple(dict.fromkeys(name for names in self.axes.values() for name in names))
 
 
-def choose_factory(count: int, flat_max: int = 50_000) -> str:
-    """FAISS factory string for a catalogue of `count` vectors.
-
-    Exact "Flat" search is affordable up to ~50k vectors (one BLAS matrix product per
-    query batch); beyond that HNSW32 gives ~log-time graph search without training.
-    Caveat, measured on a synthetic 55k catalogue (d=2048) made of 7-video near-copy groups:
-    HNSW32 put only ~19% of a query's group in its top 201 (IVF234 at nprobe 16: ~27%), while
-    exact search cost 14 ms/query; measure recall on a real catalogue before trusting it
-    (SearchConfig.exhaustive_max keeps queries exact whatever the factory).
-    """
-    return "Flat" if count <= flat_max else "HNSW32"
-
-
 def build_indexes(run_dir: str | Path, out_dir: str | Path, config: IndexConfig | None = None) -> IndexManifest:
+    """Read RUN/videos/*.parquet and (re)build every axis index in out_dir (see `build_from_vectors`)."""
+    config = config or IndexConfig()
+    run = read_run(Path(run_dir), config.descriptors)
+    if not run.video_ids:
+        raise ValueError(f"{run_dir}: no indexable videos (skipped: {run.skipped})")
+    return build_from_vectors(run, out_dir, config, run_dir=Path(run_dir))
+
+
+def build_from_vectors(
+    run: RunVectors, out_dir: str | Path, config: IndexConfig | None = None, run_dir: Path | None = None
+) -> IndexManifest:
     """Fit transforms and write one index per axis plus ids, matrices and manifest.json into out_dir.
 
-    Every file is written atomically; manifest.json is written last and lists the sha256 of
-    each artifact, so a reader can tell a complete, untampered build from anything else.
+    Consumes run.vectors (each raw matrix is dropped once transformed, to bound memory). A previous
+    build in out_dir stays readable until the new manifest.json replaces it; its files are then
+    removed. Every file is written atomically and listed with its sha256 in the manifest.
     """
     config = config or IndexConfig()
     started = time.monotonic()
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = read_run(run_dir, config.descriptors)
     count = len(run.video_ids)
-    if count == 0:
-        raise ValueError(f"{run_dir}: no indexable videos (skipped: {run.skipped})")
+    missing = [name for name in config.descriptors if name not in run.vectors]
+    if count == 0 or missing:
+        raise ValueError(f"cannot build: {count} videos, descriptors missing from the run: {missing}")
+    previous = _previous_manifest(out_dir)
+    generation = previous.generation + 1 if previous else 1
+    gpu = config.gpu and gpu_available()
 
     files: dict[str, str] = {}
     descriptors: dict[str, DescriptorInfo] = {}
     transformed: dict[str, np.ndarray] = {}
     for name in config.descriptors:
         transform = SearchTransform.fit(run.vectors[name], whiten=config.whiten)
-        transform_file = f"transform_{name}.npz"
+        transform_file = artifact_name(f"transform_{name}", generation, ".npz")
         checksum = transform.save(out_dir / transform_file)
         files[transform_file] = sha256_file(out_dir / transform_file)
-        transformed[name] = transform.apply(run.vectors.pop(name))  # pop: free raw vectors early
+        transformed[name] = transform.apply(run.vectors.pop(name))
         meta = run.descriptors[name]
         descriptors[name] = DescriptorInfo(
-            dim=int(meta["dim"]), model=str(meta["model"]), whiten=config.whiten,
-            transform_file=transform_file, transform_checksum=checksum,
+            dim=int(meta["dim"]), model=str(meta["model"]), taps=tuple(meta.get("taps", ())),
+            whiten=config.whiten, transform_file=transform_file, transform_checksum=checksum,
         )
 
-    factory = config.factory or choose_factory(count, config.flat_max)
+    budget = config.memory_budget_gb * 2**30 / len(config.axes)
     axes: dict[str, AxisInfo] = {}
+    indexes: dict[str, faiss.Index] = {}
+    matrices: dict[str, np.ndarray] = {}
     for axis, names in config.axes.items():
         matrix = combine_blocks([transformed[name] for name in names])
-        index = faiss.index_factory(matrix.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
-        if not index.is_trained:  # IVF/PQ factories given via config.factory
-            index.train(matrix)
-        index.add(matrix)
-        axes[axis] = AxisInfo(
-            descriptors=tuple(names), dim=int(matrix.shape[1]), factory=factory, metric=METRIC,
-            index_file=f"{axis}.faiss", matrix_file=f"{axis}.npy",
+        if config.factory:
+            choice = FactoryChoice(config.factory, "given by the caller")
+        else:
+            choice = choose_factory(count, matrix.shape[1], budget, config.flat_max, config.hnsw_max)
+        index = _train_and_add(matrix, choice.factory, config, gpu)
+        axes[axis], indexes[axis], matrices[axis] = _write_axis(
+            out_dir, generation, axis, names, index, [matrix], count, choice, count, config.hubness_k, config, files
         )
-        with atomic_open(out_dir / axes[axis].index_file) as f:
-            faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
-        # The exact axis matrix lets dual-axis queries rescore candidates on the other axis.
-        # Memory/disk cost: count * dim * 4 bytes per axis (1M videos: ~8 GB style + ~8 GB
-        # content), on top of the index itself; the searcher memory-maps it.
-        with atomic_open(out_dir / axes[axis].matrix_file) as f:
-            np.save(f, matrix)
-        for file_name in (axes[axis].index_file, axes[axis].matrix_file):
-            files[file_name] = sha256_file(out_dir / file_name)
-
-    with atomic_open(out_dir / IDS_FILE) as f:
-        pq.write_table(pa.table({"video_id": pa.array(run.video_ids, pa.string())}), f)
-    files[IDS_FILE] = sha256_file(out_dir / IDS_FILE)
 
     manifest = IndexManifest(
         format_version=FORMAT_VERSION,
-        run_dir=str(run_dir.resolve()),
+        generation=generation,
+        run_dir=str(run_dir.resolve()) if run_dir else "",
         run_ids=run.run_ids,
         code_versions=run.code_versions,
         models=run.models,
+        embed=run.embed,
         descriptors=descriptors,
         axes=axes,
         count=count,
         skipped=run.skipped,
-        ids_file=IDS_FILE,
+        ids_file=_write_ids(out_dir, generation, run.video_ids, run.content_hashes, files),
         ids_sha256=ids_digest(run.video_ids),
+        sources=_sources(run, run_dir),
         files=files,
+        canaries=make_canaries(run.video_ids, indexes, matrices, config.canaries, config.seed),
+        shards=config.shards,
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(time.monotonic() - started, 3),
     )
+    return _commit(out_dir, manifest, previous)
+
+
+def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig | None = None) -> IndexManifest:
+    """Add the run's indexable videos that the index does not hold yet, without retraining.
+
+    The transforms and trained quantizers stay as built (an IVF index trained on far fewer
+    vectors than it holds loses recall: rebuild when count passes ~2x AxisInfo.trained_count).
+    Refuses runs embedded with other models or another resize policy. The existing files are
+    verified first; the new generation replaces them only once completely written.
+    Only config.gpu, hubness recomputation, canaries, tuning and seed are taken from `config`.
+    """
+    config = config or IndexConfig()
+    started = time.monotonic()
+    run_dir, index_dir = Path(run_dir), Path(index_dir)
+    previous = IndexManifest.load(index_dir)
+    for name, expected in previous.files.items():
+        verify_file(index_dir / name, expected)
+    ids_table = pq.read_table(index_dir / previous.ids_file)
+    old_ids = ids_table["video_id"].to_pylist()
+    run = read_run(run_dir, tuple(previous.descriptors), skip_ids=old_ids)
+    _check_same_identity(run, previous, run_dir, index_dir)
+    if not run.video_ids:
+        return previous
+    generation = previous.generation + 1
+    gpu = config.gpu and gpu_available()
+    files = {info.transform_file: previous.files[info.transform_file] for info in previous.descriptors.values()}
+    transformed = {
+        name: SearchTransform.load(index_dir / info.transform_file).apply(run.vectors.pop(name))
+        for name, info in previous.descriptors.items()
+    }
+    count = previous.count + len(run.video_ids)
+    axes, indexes, matrices = {}, {}, {}
+    for axis, info in previous.axes.items():
+        new_rows = combine_blocks([transformed[name] for name in info.descriptors])
+        index = faiss.read_index(str(index_dir / info.index_file))
+        work = to_gpu(index) if gpu else index
+        work.add(new_rows)
+        old = np.load(index_dir / info.matrix_file, mmap_mode="r")
+        blocks = itertools.chain(_row_blocks(old), [new_rows])
+        choice = FactoryChoice(info.factory, info.factory_reason)
+        axes[axis], indexes[axis], matrices[axis] = _write_axis(
+            index_dir, generation, axis, info.descriptors, to_cpu(work), blocks, count, choice,
+            info.trained_count, info.hubness_k, config, files,
+        )
+    video_ids = old_ids + run.video_ids
+    hashes = ids_table["content_hash"].to_pylist() + run.content_hashes
+    manifest = replace(
+        previous,
+        generation=generation,
+        run_ids=tuple(sorted({*previous.run_ids, *run.run_ids})),
+        code_versions=tuple(sorted({*previous.code_versions, *run.code_versions})),
+        axes=axes,
+        count=count,
+        skipped={key: previous.skipped.get(key, 0) + run.skipped.get(key, 0)
+                 for key in {*previous.skipped, *run.skipped}},
+        ids_file=_write_ids(index_dir, generation, video_ids, hashes, files),
+        ids_sha256=ids_digest(video_ids),
+        sources={**previous.sources, **_sources(run, run_dir)},
+        files=files,
+        canaries=make_canaries(video_ids, indexes, matrices, config.canaries, config.seed),
+        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        build_seconds=round(time.monotonic() - started, 3),
+    )
+    return _commit(index_dir, manifest, previous)
+
+
+def _train_and_add(matrix: np.ndarray, factory: str, config: IndexConfig, gpu: bool) -> faiss.Index:
+    """Train once on a seeded sample, then add every row, in config.shards slices merged in order."""
+    trained = train_empty(matrix, factory, config.seed, gpu)
+    if config.shards == 1:
+        return build_shard(trained, matrix, gpu)
+    check_mergeable(trained)
+    bounds = shard_bounds(len(matrix), config.shards)
+    return merge_shards(trained, (build_shard(trained, matrix[start:stop], gpu) for start, stop in bounds))
+
+
+def _write_axis(
+    out_dir: Path,
+    generation: int,
+    axis: str,
+    descriptors: tuple[str, ...],
+    index: faiss.Index,
+    matrix_blocks: Iterable[np.ndarray],
+    count: int,
+    choice: FactoryChoice,
+    trained_count: int,
+    hubness_k: int,
+    config: IndexConfig,
+    files: dict[str, str],
+) -> tuple[AxisInfo, faiss.Index, np.ndarray]:
+    """Write one axis's matrix, (tuned) index and hubness; returns its AxisInfo, index and mapped matrix."""
+    if index.ntotal != count:
+        raise ValueError(f"axis {axis}: index holds {index.ntotal} vectors, expected {count}")
+    # The exact axis matrix lets every query re-score its candidates on both axes. Memory/disk:
+    # count * dim * 4 bytes per axis (1M videos: ~8 GB style + ~7 GB content), memory-mapped.
+    matrix_file = artifact_name(axis, generation, ".npy")
+    with atomic_open(out_dir / matrix_file) as f:
+        write_npy_rows(f, (count, index.d), matrix_blocks)
+    matrix = np.load(out_dir / matrix_file, mmap_mode="r")
+    value, recall = tune_search_parameter(index, matrix, config.tune_pool, config.target_recall, seed=config.seed)
+    set_search_parameter(index, value)
+    hubness_file = None
+    if hubness_k and count > hubness_k:
+        hubness_file = artifact_name(f"hubness_{axis}", generation, ".npy")
+        with atomic_open(out_dir / hubness_file) as f:
+            np.save(f, hubness(index, matrix, hubness_k, progress=config.progress))
+    index_file = artifact_name(axis, generation, ".faiss")
+    with atomic_open(out_dir / index_file) as f:
+        faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
+    for name in (index_file, matrix_file, hubness_file):
+        if name is not None:
+            files[name] = sha256_file(out_dir / name)
+    info = AxisInfo(
+        descriptors=tuple(descriptors), dim=int(index.d), factory=choice.factory, factory_reason=choice.reason,
+        metric=METRIC, index_file=index_file, matrix_file=matrix_file,
+        search_param=None if value is None else search_parameter(index), search_value=value,
+        tuned_recall=round(recall, 4), trained_count=trained_count,
+        hubness_k=hubness_k if hubness_file else 0, hubness_file=hubness_file,
+    )
+    return info, index, matrix
+
+
+def _write_ids(
+    out_dir: Path, generation: int, video_ids: list[str], content_hashes: list[str | None], files: dict[str, str]
+) -> str:
+    """Write the row -> video_id map (with each row's content hash for the duplicate filter)."""
+    ids_file = artifact_name("ids", generation, ".parquet")
+    table = pa.table({
+        "video_id": pa.array(video_ids, pa.string()), "content_hash": pa.array(content_hashes, pa.string()),
+    })
+    with atomic_open(out_dir / ids_file) as f:
+        pq.write_table(table, f)
+    files[ids_file] = sha256_file(out_dir / ids_file)
+    return ids_file
+
+
+def _sources(run: RunVectors, run_dir: Path | None) -> dict[str, str]:
+    base = run_dir.resolve() if run_dir else Path()
+    return {str(base / name): digest for name, digest in run.sources.items()}
+
+
+def _previous_manifest(out_dir: Path) -> IndexManifest | None:
+    """The manifest already in out_dir, or None (absent, or an older format whose files are left alone)."""
+    if not (out_dir / MANIFEST_FILE).exists():
+        return None
+    try:
+        return IndexManifest.load(out_dir)
+    except ValueError:
+        return None
+
+
+def _commit(out_dir: Path, manifest: IndexManifest, previous: IndexManifest | None) -> IndexManifest:
+    """Write manifest.json (the switch to the new generation), then remove the previous generation's files."""
     manifest.save(out_dir)
+    for name in set(previous.files if previous else ()) - set(manifest.files):
+        (out_dir / name).unlink(missing_ok=True)
     return manifest
+
+
+def _check_same_identity(run: RunVectors, manifest: IndexManifest, run_dir: Path, index_dir: Path) -> None:
+    """Refuse to mix vectors from other models (or another resize policy) into an index."""
+    for name, info in manifest.descriptors.items():
+        meta = run.descriptors[name]
+        got = (meta["model"], run.models.get(meta["model"]), int(meta["dim"]))
+        expected = (info.model, manifest.models[info.model], info.dim)
+        if got != expected:
+            raise ValueError(
+                f"{run_dir}: descriptor {name!r} comes from model {got[0]} sha256 {got[1]} (dim {got[2]}), but the "
+                f"index at {index_dir} holds vectors from {expected[0]} sha256 {expected[1]} (dim {expected[2]}); "
+                "vectors of different models are not comparable: re-embed with the index's models or --rebuild"
+            )
+    if run.embed != manifest.embed:
+        raise ValueError(
+            f"{run_dir}: embedded with resize policy {run.embed}, the index at {index_dir} with {manifest.embed}; "
+            "re-embed with the index's settings or --rebuild"
+        )
+
+
+def _row_blocks(matrix: np.ndarray) -> Iterator[np.ndarray]:
+    for start in range(0, len(matrix), _ROWS_PER_BLOCK):
+        yield matrix[start : start + _ROWS_PER_BLOCK]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ._io import sha256_file
+
 METADATA_KEY = b"styleaxis"
 INDEXABLE_STATUSES = ("ok", "partial")
 KNOWN_STATUSES = (*INDEXABLE_STATUSES, "failed")
@@ -22,7 +24,13 @@ KNOWN_STATUSES = (*INDEXABLE_STATUSES, "failed")
 
 @dataclass(frozen=True)
 class RunVectors:
-    """Indexable rows of a run: ids, one (n, D) float32 matrix per descriptor, and provenance."""
+    """Indexable rows of a run: ids, one (n, D) float32 matrix per descriptor, and provenance.
+
+    content_hashes: the videos/ content_hash per row (None where absent), for the duplicate filter.
+    sources: sha256 of every Parquet file read, by file name: ties the id map to its Parquet.
+    embed: the resize policy the vectors were made with (short_side, center_crop), so files
+    queried later are embedded the same way.
+    """
 
     video_ids: list[str]
     vectors: dict[str, np.ndarray]
@@ -31,13 +39,17 @@ class RunVectors:
     run_ids: tuple[str, ...]
     code_versions: tuple[str, ...]
     skipped: dict[str, int]
+    content_hashes: list[str | None]
+    sources: dict[str, str]
+    embed: dict[str, Any]
 
 
-def read_run(run_dir: Path, descriptors: Sequence[str]) -> RunVectors:
+def read_run(run_dir: Path, descriptors: Sequence[str], skip_ids: Collection[str] = ()) -> RunVectors:
     """Read the requested descriptors of every indexable row (status ok/partial, all vectors present).
 
     Checks that all files agree on the model identity (models + descriptors metadata), that the
     descriptors exist with the advertised dimension, and that ids are unique and vectors finite.
+    Rows whose id is in `skip_ids` (already indexed, for incremental adds) are counted, not read.
     """
     videos_dir = Path(run_dir) / "videos"
     files = sorted(videos_dir.glob("*.parquet"))
@@ -52,19 +64,26 @@ def read_run(run_dir: Path, descriptors: Sequence[str]) -> RunVectors:
     dims = {name: int(first["descriptors"][name]["dim"]) for name in descriptors}
 
     ids: list[str | None] = []
+    hashes: list[str | None] = []
     blocks: dict[str, list[np.ndarray]] = {name: [] for name in descriptors}
-    skipped = {"failed": 0, "missing_vectors": 0}
+    skipped = {"failed": 0, "missing_vectors": 0, "already_indexed": 0}
+    skip = pa.array(sorted(skip_ids), pa.string())
     for path in files:
         _check_vector_types(path, schemas[path], dims)
-        table = _read_columns(path, schemas[path], ["video_id", "status", *descriptors])
+        extra = ["content_hash"] if "content_hash" in schemas[path].names else []
+        table = _read_columns(path, schemas[path], ["video_id", "status", *extra, *descriptors])
         _check_statuses(path, table)
+        known = pc.is_in(table["video_id"], value_set=skip)
+        skipped["already_indexed"] += pc.sum(known).as_py() or 0
+        table = table.filter(pc.invert(known))
         indexable = pc.is_in(table["status"], value_set=pa.array(INDEXABLE_STATUSES))
         has_vectors = reduce(pc.and_, [pc.is_valid(table[name]) for name in descriptors])
         keep = pc.and_(indexable, has_vectors)
-        skipped["failed"] += len(table) - pc.sum(indexable).as_py()
-        skipped["missing_vectors"] += pc.sum(pc.and_(indexable, pc.invert(has_vectors))).as_py()
+        skipped["failed"] += len(table) - (pc.sum(indexable).as_py() or 0)
+        skipped["missing_vectors"] += pc.sum(pc.and_(indexable, pc.invert(has_vectors))).as_py() or 0
         kept = table.filter(keep)
         ids.extend(kept["video_id"].to_pylist())
+        hashes.extend(kept["content_hash"].to_pylist() if extra else [None] * len(kept))
         for name in descriptors:
             blocks[name].append(_list_matrix(path, kept[name], name, dims[name]))
 
@@ -85,6 +104,9 @@ def read_run(run_dir: Path, descriptors: Sequence[str]) -> RunVectors:
         run_ids=tuple(sorted({str(m.get("run_id")) for m in metas.values()})),
         code_versions=tuple(sorted({str(m.get("code_version")) for m in metas.values()})),
         skipped=skipped,
+        content_hashes=hashes,
+        sources={path.name: sha256_file(path) for path in files},
+        embed={key: first[key] for key in ("short_side", "center_crop") if key in first},
     )
 
 

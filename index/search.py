@@ -1,10 +1,12 @@
-"""Query a built index: nearest neighbours on one axis, or "same X, different Y" across both.
+"""Query a built index: nearest neighbours on one axis, "same X, different Y" across both, or a weighted mix.
 
 Every query takes a candidate pool, the primary axis's top max(min_pool, pool_per_k * k)
-videos, scores it exactly on both axes from the stored matrices, and z-scores each axis's
-similarities within the pool (raw cosines are not comparable across axes). Dual-axis modes
-then drop candidates whose secondary-axis z-score reaches the ceiling ("same content" for
-same-style-different-content) and rank the rest by the primary similarity.
+videos (from the axis's FAISS index, or exactly for small catalogues and for allow-lists), scores
+it exactly on both axes from the stored matrices, and calibrates each axis's similarities within
+the pool (calibrate.py: z-scores, optionally hubness-corrected). Dual-axis modes then drop
+candidates whose secondary-axis score reaches the ceiling ("same content" for
+same-style-different-content) and rank the rest by the calibrated primary score; "weighted" ranks
+by sum_a w_a z_a over the pools of the positively weighted axes.
 
 Calibrating within the pool conditions on "looks like the query on the primary axis": the
 content signal that same-style videos share through leakage is common to the pool and
@@ -15,27 +17,47 @@ Limitation: when the query's content (or style) fills more than ~30% of the pool
 longer an outlier there (z = sqrt((1 - p) / p) for a fraction p), so min_pool must stay well
 above the number of near-copies a video can have.
 
-Ranking: by primary similarity, not primary z minus secondary z. The difference rewards being
-*unlike* the query on the secondary axis, but genuine same-style videos share some content
+Ranking dual modes by the primary score, not primary minus secondary: the difference rewards
+being *unlike* the query on the secondary axis, but genuine same-style videos share some content
 signal through leakage (z raised, yet under the ceiling), so it demotes exactly them: on the
 test grid with heavy leakage it finds 63% of the pairs against 91%
 (tests/test_index.py::test_dual_axis_ranking_survives_strong_leakage). The ceiling, not the
 ranking, is what enforces "different".
+
+Measured on the labelled demo catalogue (8 photos x 8 cin26 styles, real embeddings;
+bench/query.py --sections calibration), precision at R for same-style-different-content /
+same-content-different-style: plain single-axis cosine 0.875 / 0.998; uncalibrated
+cos_primary - cos_other 0.879 / 0.411; z_primary - z_other 0.719 / 0.893; this ranking with the
+ceiling at z 1.5: 0.895 / 0.971, at 2.0 (the default): 0.895 / 0.998; with CSLS at 2.0:
+0.908 / 0.991. So: calibrate before combining, combine by a ceiling rather than a difference, and
+CSLS is not worth its build-time k-NN pass by default.
+
+Duplicates (the query itself, byte-identical copies by content hash, and re-uploads: cosine >=
+duplicate_similarity on both axes) are never returned and are left out of the calibration
+reference. With the whitened content descriptor, re-encodes of a demo clip (CRF 35, 80x54, VP9)
+scored 0.88-0.99 style and 0.63-0.96 content (centred cosines) against their original, while the
+nearest distinct clips reached 0.85 style and 0.27 content; hence the default 0.55 on both axes
+(content is the axis that separates them).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import faiss
 import numpy as np
 import pyarrow.parquet as pq
 
-from ._io import sha256_file
+from .calibrate import CALIBRATIONS, Calibration, calibrate
+from .factory import gpu_available, set_search_parameter, to_gpu
+from .integrity import CPU_TOLERANCE, GPU_TOLERANCE, IndexIntegrityError, check_canaries, recall_audit, verify_file
 from .manifest import IndexManifest, ids_digest
+from .reasons import axis_parts, describe, part_cosines
 from .transform import SearchTransform, combine_blocks
 
 # FAISS flat search switches from its per-query SIMD loop to BLAS only for batches above
@@ -43,10 +65,10 @@ from .transform import SearchTransform, combine_blocks
 # batches: 100 queries, d=512, 100k vectors: 850 ms at the default vs 118 ms at 20.
 faiss.cvar.distance_compute_blas_threshold = 20
 
-Mode = Literal["style", "content", "same-style-different-content", "same-content-different-style"]
+Mode = Literal["style", "content", "same-style-different-content", "same-content-different-style", "weighted"]
 MODES: tuple[str, ...] = get_args(Mode)
 AXES = ("style", "content")
-# mode -> (axis ranked on, axis whose z-score is capped by a ceiling or None)
+# mode -> (axis ranked on, axis whose calibrated score is capped by a ceiling or None)
 _MODE_AXES: dict[str, tuple[str, str | None]] = {
     "style": ("style", None),
     "content": ("content", None),
@@ -55,28 +77,55 @@ _MODE_AXES: dict[str, tuple[str, str | None]] = {
 }
 
 
+def _default_weights() -> dict[str, float]:
+    return {"style": 1.0, "content": 1.0}
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Query-time knobs.
 
-    content_ceiling_z / style_ceiling_z: a same-style-different-content candidate is dropped
-    when its content z-score is >= content_ceiling_z (it has the query's content), and the
-    converse for same-content-different-style. Candidates (and the z-score reference) are the
-    primary axis's top max(min_pool, pool_per_k * k) videos, found by an exact matrix product
-    for catalogues of at most exhaustive_max videos, else by the axis's FAISS index.
+    calibration: how each axis's pool similarities are made comparable ("z" or "csls", see
+    calibrate.py). content_ceiling_z / style_ceiling_z: a same-style-different-content candidate
+    is dropped when its calibrated content score is >= content_ceiling_z (it has the query's
+    content), and the converse (2.0: the best of 1.0-2.5 measured, module docstring).
+    duplicate_similarity: a candidate at or above this cosine on both axes is a copy of the query
+    (re-upload) and never returned. weights: default per-axis weights of mode "weighted".
+    Candidates (and the calibration reference) are the primary axis's top max(min_pool,
+    pool_per_k * k) videos, found by an exact matrix product for catalogues of at most
+    exhaustive_max videos, else by the axis's FAISS index. gpu: move indexes to a GPU when faiss
+    has one. canaries: re-run the build's canary queries on load.
     """
 
-    content_ceiling_z: float = 1.5
-    style_ceiling_z: float = 1.5
-    duplicate_similarity: float = 0.98
+    calibration: Calibration = "z"
+    content_ceiling_z: float = 2.0
+    style_ceiling_z: float = 2.0
+    duplicate_similarity: float = 0.55
+    weights: Mapping[str, float] = field(default_factory=_default_weights)
     exhaustive_max: int = 50_000
     min_pool: int = 200
     pool_per_k: int = 20
+    gpu: bool = True
+    canaries: bool = True
+
+    def __post_init__(self) -> None:
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"SearchConfig.calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        _check_weights(self.weights)
+        if self.min_pool < 1 or self.pool_per_k < 1:
+            raise ValueError(
+                f"SearchConfig.min_pool and pool_per_k must be >= 1, got {self.min_pool}, {self.pool_per_k}"
+            )
 
 
 @dataclass(frozen=True)
 class Result:
-    """One hit: similarities on both axes (mean cosine over descriptors), the ranking score, and why."""
+    """One hit: cosine and calibrated score on both axes, the ranking score, and why.
+
+    style_score/content_score: cosine similarity (mean over the axis's descriptors);
+    style_z/content_z: the calibrated scores; score: what the ranking used; parts: cosine of
+    each descriptor and style tap; reason: a one-line summary of them.
+    """
 
     video_id: str
     rank: int
@@ -84,6 +133,9 @@ class Result:
     content_score: float
     score: float
     reason: str
+    style_z: float
+    content_z: float
+    parts: dict[str, float]
 
 
 class UnknownVideoError(KeyError):
@@ -101,51 +153,65 @@ class UnknownVideoError(KeyError):
         return self.message
 
 
-class IndexIntegrityError(ValueError):
-    """An index file is missing or does not match manifest.json."""
+@dataclass(frozen=True)
+class _Axis:
+    """One loaded axis: FAISS index, memory-mapped matrix, hubness (or None) and named column parts."""
+
+    index: faiss.Index
+    matrix: np.ndarray
+    hubness: np.ndarray | None
+    parts: dict[str, slice]
 
 
 class Searcher:
-    """Loaded, verified index directory; create with `Searcher.load`."""
+    """Loaded, verified index directory; create with `Searcher.load`.
+
+    Queries may run concurrently from several threads: FAISS CPU searches and numpy only read;
+    GPU indexes share one set of GPU resources, so their searches take a lock.
+    """
 
     def __init__(
         self,
         index_dir: Path,
         manifest: IndexManifest,
         video_ids: list[str],
+        content_hashes: list[str | None],
         transforms: dict[str, SearchTransform],
-        indexes: dict[str, faiss.Index],
-        matrices: dict[str, np.ndarray],
+        axes: dict[str, _Axis],
         config: SearchConfig,
+        gpu: bool = False,
     ) -> None:
         self.index_dir = index_dir
         self.manifest = manifest
         self.video_ids = video_ids
         self.config = config
         self._rows = {video_id: row for row, video_id in enumerate(video_ids)}
+        self._hashes = np.array([h or "" for h in content_hashes], dtype=object)
         self._transforms = transforms
-        self._indexes = indexes
-        self._matrices = matrices
+        self._axes = axes
         self._ceilings = {"content": config.content_ceiling_z, "style": config.style_ceiling_z}
+        self._index_lock: AbstractContextManager[object] = threading.Lock() if gpu else nullcontext()
 
     @classmethod
     def load(cls, index_dir: str | Path, config: SearchConfig | None = None, verify: bool = True) -> Searcher:
-        """Open an index directory, checking every file against manifest.json.
+        """Open an index directory, check it against manifest.json, and run its canary queries.
 
         verify=True re-hashes every file (reads the whole matrices once); counts, dimensions,
         the id map hash and transform checksums are always checked.
         """
         index_dir = Path(index_dir)
+        config = config or SearchConfig()
         manifest = IndexManifest.load(index_dir)
         missing = [axis for axis in AXES if axis not in manifest.axes]
         if missing:
             raise ValueError(f"{index_dir}: index has axes {sorted(manifest.axes)}, search needs {list(AXES)}")
         if verify:
             for name, expected in manifest.files.items():
-                _verify_file(index_dir / name, expected)
+                verify_file(index_dir / name, expected)
 
         ids_path = index_dir / manifest.ids_file
-        video_ids = pq.read_table(ids_path, columns=["video_id"])["video_id"].to_pylist()
+        table = pq.read_table(ids_path)
+        video_ids = table["video_id"].to_pylist()
         if len(video_ids) != manifest.count or ids_digest(video_ids) != manifest.ids_sha256:
             raise IndexIntegrityError(
                 f"{ids_path}: id map does not match manifest (count {len(video_ids)} vs {manifest.count}, "
@@ -162,20 +228,45 @@ class Searcher:
                 )
             transforms[name] = transform
 
-        indexes, matrices = {}, {}
+        gpu = config.gpu and gpu_available()
+        axes = {}
         for axis in AXES:
             info = manifest.axes[axis]
             index_path, matrix_path = index_dir / info.index_file, index_dir / info.matrix_file
-            indexes[axis] = faiss.read_index(str(index_path))
-            matrices[axis] = np.load(matrix_path, mmap_mode="r")
-            _check_shape(index_path, (indexes[axis].ntotal, indexes[axis].d), (manifest.count, info.dim))
-            _check_shape(matrix_path, matrices[axis].shape, (manifest.count, info.dim))
-        return cls(index_dir, manifest, video_ids, transforms, indexes, matrices, config or SearchConfig())
+            index = faiss.read_index(str(index_path))
+            _check_shape(index_path, (index.ntotal, index.d), (manifest.count, info.dim))
+            index = to_gpu(index) if gpu else index
+            set_search_parameter(index, info.search_value)
+            matrix = np.load(matrix_path, mmap_mode="r")
+            _check_shape(matrix_path, matrix.shape, (manifest.count, info.dim))
+            hub = np.load(index_dir / info.hubness_file) if info.hubness_file else None
+            dims_out = {name: transforms[name].dim_out for name in info.descriptors}
+            axes[axis] = _Axis(index, matrix, hub, axis_parts(info.descriptors, manifest.descriptors, dims_out))
+        if config.calibration == "csls" and any(a.hubness is None for a in axes.values()):
+            raise ValueError(
+                f"{index_dir}: calibration 'csls' needs hubness, which this index was built without; "
+                "rebuild with --hubness-k 10 or use calibration 'z'"
+            )
+        if config.canaries:
+            check_canaries(
+                manifest.canaries, video_ids, {a: x.index for a, x in axes.items()},
+                {a: x.matrix for a, x in axes.items()}, GPU_TOLERANCE if gpu else CPU_TOLERANCE,
+            )
+        return cls(index_dir, manifest, video_ids, table["content_hash"].to_pylist(), transforms, axes, config, gpu)
 
     @property
     def model_identity(self) -> dict[str, str]:
         """Models (id -> sha256) the indexed vectors came from; vector queries must match them."""
         return dict(self.manifest.models)
+
+    def __contains__(self, video_id: object) -> bool:
+        return video_id in self._rows
+
+    def axis_matrix(self, axis: str) -> np.ndarray:
+        """The exact search vectors of `axis` (count x dim, unit norm, memory-mapped), row i = video_ids[i]."""
+        if axis not in self._axes:
+            raise KeyError(f"unknown axis {axis!r}; this index has {list(self._axes)}")
+        return self._axes[axis].matrix
 
     def search(
         self,
@@ -185,17 +276,20 @@ class Searcher:
         mode: Mode,
         k: int = 10,
         exclude: Collection[str] | None = None,
+        allow: Collection[str] | None = None,
+        weights: Mapping[str, float] | None = None,
         model_identity: Mapping[str, str] | None = None,
     ) -> list[Result]:
         """Top-k results for one query, given either an indexed video_id or raw descriptor vectors.
 
         `vectors` maps every indexed descriptor to a (D,) array and requires `model_identity`
-        (model id -> sha256 of the models that produced them). Ids in `exclude` that are not
-        indexed are ignored.
+        (model id -> sha256 of the models that produced them). `allow` restricts answers to those
+        ids (searched exactly), `exclude` removes ids; ids not indexed are ignored in both.
+        `weights` (axis -> weight) applies to mode "weighted" only.
         """
         results = self.search_batch(
-            None if video_id is None else [video_id],
-            vectors=vectors, mode=mode, k=k, exclude=exclude, model_identity=model_identity,
+            None if video_id is None else [video_id], vectors=vectors, mode=mode, k=k,
+            exclude=exclude, allow=allow, weights=weights, model_identity=model_identity,
         )
         if len(results) != 1:
             raise ValueError(f"search() takes one query, got {len(results)}; use search_batch")
@@ -209,37 +303,58 @@ class Searcher:
         mode: Mode,
         k: int = 10,
         exclude: Collection[str] | None = None,
+        allow: Collection[str] | None = None,
+        weights: Mapping[str, float] | None = None,
         model_identity: Mapping[str, str] | None = None,
     ) -> list[list[Result]]:
         """Like `search` for many queries: video_ids, or vectors as (n, D) arrays per descriptor."""
-        if mode not in _MODE_AXES:
+        if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if not isinstance(k, int) or k < 1:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         if (video_ids is None) == (vectors is None):
             raise ValueError("pass exactly one of video_ids or vectors")
-        if isinstance(video_ids, str) or isinstance(exclude, str):
-            raise TypeError("video_ids and exclude take collections of ids, not a single str")
+        if any(isinstance(ids, str) for ids in (video_ids, exclude, allow)):
+            raise TypeError("video_ids, exclude and allow take collections of ids, not a single str")
+        if weights is not None and mode != "weighted":
+            raise ValueError(f"weights apply to mode 'weighted' only, got mode {mode!r}")
+        axis_weights = _check_weights(weights if weights is not None else self.config.weights)
         if vectors is None:
             self_rows: list[int | None] = [self._row(video_id) for video_id in video_ids]
-            queries = {axis: np.asarray(self._matrices[axis][self_rows]) for axis in AXES}
+            queries = {axis: np.asarray(self._axes[axis].matrix[self_rows]) for axis in AXES}
         else:
             queries = self._encode(vectors, model_identity)
             self_rows = [None] * len(queries["style"])
-        excluded = np.array(sorted(self._rows[v] for v in exclude or () if v in self._rows), dtype=np.int64)
-        primary, capped = _MODE_AXES[mode]
+        excluded = self._known_rows(exclude)
+        allowed = None if allow is None else self._known_rows(allow)
+        if mode == "weighted":
+            pooled, capped = [axis for axis in AXES if axis_weights[axis] > 0], None
+        else:
+            pooled, capped = [_MODE_AXES[mode][0]], _MODE_AXES[mode][1]
         size = max(self.config.min_pool, self.config.pool_per_k * k) + len(excluded) + 1
+        pools = [self._pools(queries[axis], axis, size, allowed) for axis in pooled]
         results = []
-        for i, rows in enumerate(self._pools(queries[primary], primary, size)):
-            sims = {axis: self._matrices[axis][rows] @ queries[axis][i] for axis in AXES}
-            results.append(self._rank(rows, sims, self_rows[i], excluded, primary, capped, k))
+        for i, self_row in enumerate(self_rows):
+            rows = np.unique(np.concatenate([pool[i] for pool in pools]))
+            query = {axis: queries[axis][i] for axis in AXES}
+            results.append(self._rank(rows, query, self_row, excluded, mode, axis_weights, capped, k))
         return results
+
+    def audit(self, sample: int = 200, k: int = 10, seed: int = 0) -> dict[str, dict[str, float]]:
+        """Per axis, recall@k of the FAISS index and of the candidate pool against exact search (integrity.py)."""
+        return {
+            axis: recall_audit(self._axes[axis].index, self._axes[axis].matrix, self.config.min_pool, k, sample, seed)
+            for axis in AXES
+        }
 
     def _row(self, video_id: str) -> int:
         try:
             return self._rows[video_id]
         except KeyError:
             raise UnknownVideoError(video_id, self.index_dir) from None
+
+    def _known_rows(self, video_ids: Collection[str] | None) -> np.ndarray:
+        return np.array(sorted(self._rows[v] for v in video_ids or () if v in self._rows), dtype=np.int64)
 
     def _encode(
         self, vectors: Mapping[str, np.ndarray], model_identity: Mapping[str, str] | None
@@ -267,7 +382,7 @@ class Searcher:
                 )
             arr = np.asarray(vectors[name], dtype=np.float32)
             rows = arr.reshape(1, -1) if arr.ndim == 1 else arr
-            if rows.ndim != 2 or rows.shape[1] != info.dim:
+            if rows.ndim != 2 or rows.shape[1] != info.dim or len(rows) == 0:
                 raise ValueError(f"descriptor {name!r}: expected dim {info.dim}, got array of shape {arr.shape}")
             if not np.isfinite(rows).all():
                 raise ValueError(f"descriptor {name!r}: query vectors contain NaN or inf")
@@ -279,76 +394,89 @@ class Searcher:
             axis: combine_blocks([blocks[name] for name in self.manifest.axes[axis].descriptors]) for axis in AXES
         }
 
-    def _pools(self, queries: np.ndarray, axis: str, size: int) -> list[np.ndarray]:
-        """Per query, the rows of its top `size` videos on `axis` (all rows if the catalogue is no larger)."""
-        count = self.manifest.count
-        if size >= count:
-            return [np.arange(count)] * len(queries)
-        if count <= self.config.exhaustive_max:
-            scores = queries @ self._matrices[axis].T  # (n_queries, count), exact
-            return list(np.argpartition(-scores, size - 1, axis=1)[:, :size])
-        _, labels = self._indexes[axis].search(np.ascontiguousarray(queries), size)
+    def _pools(self, queries: np.ndarray, axis: str, size: int, allowed: np.ndarray | None) -> list[np.ndarray]:
+        """Per query, the rows of its top `size` videos on `axis` (among `allowed` rows if given)."""
+        matrix = self._axes[axis].matrix
+        candidates = np.arange(self.manifest.count) if allowed is None else allowed
+        if size >= len(candidates):
+            return [candidates] * len(queries)
+        if allowed is not None or self.manifest.count <= self.config.exhaustive_max:
+            # exact: (n_queries, candidates) scores; the whole mapped matrix needs no gathered copy
+            scores = queries @ (matrix if allowed is None else matrix[allowed]).T
+            return list(candidates[np.argpartition(-scores, size - 1, axis=1)[:, :size]])
+        with self._index_lock:
+            _, labels = self._axes[axis].index.search(np.ascontiguousarray(queries), size)
         return [found[found >= 0] for found in labels]
 
     def _rank(
         self,
         rows: np.ndarray,
-        sims: dict[str, np.ndarray],
+        query: dict[str, np.ndarray],
         self_row: int | None,
         excluded: np.ndarray,
-        primary: str,
+        mode: str,
+        weights: Mapping[str, float],
         capped: str | None,
         k: int,
     ) -> list[Result]:
-        """Drop self/duplicates/excluded (and, for dual modes, capped items), rank by primary similarity.
-
-        z-scores use the pool minus self/duplicates as reference (see the module docstring).
-        """
+        """Drop self/duplicates/excluded (and, for dual modes, capped items), rank by the calibrated score."""
+        sims = {axis: np.asarray(self._axes[axis].matrix[rows]) @ query[axis] for axis in AXES}
         threshold = self.config.duplicate_similarity
-        own = (sims["style"] > threshold) & (sims["content"] > threshold)
+        own = (sims["style"] >= threshold) & (sims["content"] >= threshold)
         if self_row is not None:
             own |= rows == self_row
-        z = {axis: _zscores(sims[axis], sims[axis][~own]) for axis in AXES}
+            if self._hashes[self_row]:
+                own |= self._hashes[rows] == self._hashes[self_row]
+        calibrated = {
+            axis: calibrate(
+                sims[axis], ~own, self.config.calibration,
+                None if self._axes[axis].hubness is None else self._axes[axis].hubness[rows],
+            )
+            for axis in AXES
+        }
         keep = ~own & ~np.isin(rows, excluded)
         if capped is not None:
-            keep &= z[capped] < self._ceilings[capped]
+            keep &= calibrated[capped] < self._ceilings[capped]
+        if mode == "weighted":
+            score = sum(weights[axis] * calibrated[axis] for axis in AXES)
+            primary = max(AXES, key=lambda axis: weights[axis])
+        else:
+            primary = _MODE_AXES[mode][0]
+            score = calibrated[primary]
         candidates = np.flatnonzero(keep)
-        top = candidates[np.lexsort((rows[candidates], -sims[primary][candidates]))[:k]]
-        return [
-            Result(
-                video_id=self.video_ids[rows[i]],
-                rank=rank,
-                style_score=float(sims["style"][i]),
-                content_score=float(sims["content"][i]),
-                score=float(sims[primary][i]),
-                reason=(
-                    f"style {sims['style'][i]:.2f} (z={z['style'][i]:+.1f}), "
-                    f"content {sims['content'][i]:.2f} (z={z['content'][i]:+.1f})"
-                ),
-            )
-            for rank, i in enumerate(top, start=1)
-        ]
+        top = candidates[np.lexsort((rows[candidates], -score[candidates]))[:k]]
+        parts = {
+            axis: part_cosines(query[axis], np.asarray(self._axes[axis].matrix[rows[top]]), self._axes[axis].parts)
+            for axis in AXES
+        }
+        results = []
+        for rank, i in enumerate(top, start=1):
+            j = rank - 1
+            row_parts = {name: float(values[j]) for axis in AXES for name, values in parts[axis].items()}
+            raw = {axis: float(sims[axis][i]) for axis in AXES}
+            cal = {axis: float(calibrated[axis][i]) for axis in AXES}
+            results.append(Result(
+                video_id=self.video_ids[rows[i]], rank=rank,
+                style_score=raw["style"], content_score=raw["content"], score=float(score[i]),
+                reason=describe(AXES, raw, cal, row_parts, primary, {a: list(parts[a]) for a in AXES}),
+                style_z=cal["style"], content_z=cal["content"], parts=row_parts,
+            ))
+        return results
 
 
-def _zscores(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """z-scores of `values` against the mean/std of `reference`; zeros if it has no spread."""
-    std = float(reference.std()) if reference.size > 1 else 0.0
-    if std < 1e-12:
-        return np.zeros_like(values)
-    return (values - float(reference.mean())) / std
-
-
-def _verify_file(path: Path, expected: str) -> None:
-    if not path.is_file():
-        raise IndexIntegrityError(f"{path}: listed in manifest.json but missing")
-    actual = sha256_file(path)
-    if actual != expected:
-        raise IndexIntegrityError(
-            f"{path}: sha256 {actual} does not match manifest.json ({expected}); "
-            "the file was modified or replaced after the build, rebuild the index"
-        )
+def _check_weights(weights: Mapping[str, Any]) -> dict[str, float]:
+    """Validate axis weights: both axes, finite numbers, at least one positive (it supplies the pool)."""
+    if set(weights) != set(AXES):
+        raise ValueError(f"weights need exactly the axes {list(AXES)}, got {sorted(weights)}")
+    values = {axis: float(weights[axis]) for axis in AXES}
+    if not all(np.isfinite(v) for v in values.values()) or max(values.values()) <= 0:
+        raise ValueError(f"weights must be finite with at least one > 0, got {values}")
+    return values
 
 
 def _check_shape(path: Path, got: tuple[int, ...], expected: tuple[int, int]) -> None:
     if tuple(got) != expected:
         raise IndexIntegrityError(f"{path}: shape (count, dim) {tuple(got)}, manifest expects {expected}")
+
+
+__all__ = ["AXES", "MODES", "IndexIntegrityError", "Mode", "Result", "SearchConfig", "Searcher", "UnknownVideoError"]

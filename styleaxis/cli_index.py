@@ -1,0 +1,151 @@
+"""Command line for the indexes: `styleaxis index build|audit` and `styleaxis serve`.
+
+Thin: options -> IndexConfig / SearchConfig -> styleaxis.index. The lead attaches `index` and
+`serve` to the main group (main.add_command); errors map to one line through CliGroup.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from styleaxis.cli_base import CliGroup
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["index", "serve", "read_frames"]
+
+
+@click.group(cls=CliGroup)
+def index() -> None:
+    """Build, grow and check the FAISS indexes (one per axis: style, content)."""
+
+
+@index.command("build")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Index directory [default: RUN_DIR/index].")
+@click.option("--add", "add", is_flag=True,
+              help="Add the run's videos that are not indexed yet to the existing index (no retraining).")
+@click.option("--rebuild", is_flag=True, help="Rebuild from scratch over an existing index.")
+@click.option("--factory", default=None,
+              help="FAISS index_factory string for every axis, e.g. 'IVF1024,SQ8'; default: chosen by size and budget.")
+@click.option("--memory-budget-gb", default=8.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="RAM for all axes' index structures; larger catalogues get compressed (SQ8, PQ) indexes.")
+@click.option("--whiten", type=click.Choice(["none", "std", "pca"]), default="none", show_default=True,
+              help="Whitening in the fitted search transform.")
+@click.option("--shards", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Build IVF/flat indexes in this many slices sharing one trained quantizer, then merge.")
+@click.option("--hubness-k", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Store each video's mean similarity to its k nearest neighbours (for --calibration csls).")
+@click.option("--target-recall", default=0.97, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="nprobe/efSearch is tuned until candidate pools hold this share of the exact top-10.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, factory: str | None,
+                memory_budget_gb: float, whiten: str, shards: int, hubness_k: int, target_recall: float,
+                quiet: bool) -> None:
+    """Build the style and content indexes from RUN_DIR's videos/ Parquet (or grow them with --add).
+
+    An existing index is never replaced silently: pass --add to index the run's new videos or
+    --rebuild to start over. Either way the old index stays readable until the new one is complete.
+    """
+    from styleaxis.index.build import IndexConfig, add_videos, build_indexes
+    from styleaxis.index.manifest import MANIFEST_FILE
+
+    if add and rebuild:
+        raise click.UsageError("--add and --rebuild exclude each other")
+    out = out_dir or run_dir / "index"
+    exists = (out / MANIFEST_FILE).exists()
+    config = IndexConfig(factory=factory, memory_budget_gb=memory_budget_gb, whiten=whiten, shards=shards,
+                         hubness_k=hubness_k, target_recall=target_recall, progress=not quiet)
+    if add:
+        if not exists:
+            raise click.UsageError(f"no index at {out} to add to; build it first (without --add)")
+        before = json.loads((out / MANIFEST_FILE).read_text())["count"]
+        manifest = add_videos(run_dir, out, config)
+        click.echo(f"added {manifest.count - before} videos ({manifest.count} in all) to {out}")
+    elif exists and not rebuild:
+        raise click.UsageError(f"an index exists at {out}: pass --add to index new videos or --rebuild to start over")
+    else:
+        manifest = build_indexes(run_dir, out, config)
+        click.echo(f"index written to {out} in {manifest.build_seconds:.2f} s")
+    for axis, info in manifest.axes.items():
+        tuned = f", {info.search_param}={info.search_value}" if info.search_param else ""
+        click.echo(f"{axis}: {manifest.count} videos, dim {info.dim}, {info.factory}{tuned} "
+                   f"(pool recall {info.tuned_recall:.3f}; {info.factory_reason})")
+        if info.factory != "Flat" and manifest.count > 2 * info.trained_count:
+            click.echo(f"  {axis}: trained on {info.trained_count} videos, now {manifest.count}: "
+                       "consider --rebuild for best recall")
+
+
+@index.command("audit")
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--sample", default=200, show_default=True, type=click.IntRange(min=1),
+              help="Catalogue videos used as queries.")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="recall@k.")
+@click.option("--seed", default=0, show_default=True, help="Seed for the sample.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def index_audit(index_dir: Path, sample: int, k: int, seed: int, as_json: bool) -> None:
+    """Verify INDEX_DIR (file hashes, canary queries) and compare its answers with exact search.
+
+    ann recall@k: the FAISS index's own top-k against the exact top-k (query excluded).
+    answers recall@k: the share found in the candidate pool that queries re-score exactly,
+    i.e. the recall of `query` answers on one axis.
+    """
+    from styleaxis.index.search import Searcher
+
+    searcher = Searcher.load(index_dir)
+    report = searcher.audit(sample=sample, k=k, seed=seed)
+    manifest = searcher.manifest
+    if as_json:
+        click.echo(json.dumps({"count": manifest.count, "canaries": len(manifest.canaries), "axes": report}, indent=2))
+        return
+    click.echo(f"{index_dir}: {manifest.count} videos, {len(manifest.files)} files match their sha256, "
+               f"{len(manifest.canaries)} canary queries pass")
+    click.echo(f"{'axis':8s} {'factory':22s} {'param':14s} {f'ann recall@{k}':>15s} {f'answers recall@{k}':>19s}")
+    for axis, row in report.items():
+        info = manifest.axes[axis]
+        param = f"{info.search_param}={info.search_value}" if info.search_param else "exact"
+        click.echo(f"{axis:8s} {info.factory:22s} {param:14s} {row['ann_recall']:15.3f} {row['pool_recall']:19.3f}")
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    """Frames of an image or video file as the embed pipeline selects them (keyframes); ValueError if unreadable."""
+    from styleaxis.pipelines.video_io import DecodeError, read_keyframes
+
+    try:
+        return [kf.image for kf in read_keyframes(path).keyframes]
+    except DecodeError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+@click.command("serve")
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@click.option("--max-upload-mb", default=32.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Largest image/video upload accepted by POST /search/file.")
+@click.option("--calibration", type=click.Choice(["z", "csls"]), default="z", show_default=True,
+              help="Per-axis score calibration (csls needs an index built with --hubness-k).")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="FAISS/BLAS threads per query (requests already run concurrently).")
+@click.option("--no-verify", is_flag=True, help="Skip re-hashing the index files on load (canaries still run).")
+def serve(index_dir: Path, host: str, port: int, max_upload_mb: float, calibration: str, threads: int,
+          no_verify: bool) -> None:
+    """Serve INDEX_DIR over HTTP (FastAPI on uvicorn): docs at /docs, /health, /ready, /search...
+
+    The index is loaded once at start-up; /ready answers 200 once its files are verified and its
+    canary queries pass. Query files (images and videos) are embedded with the index's settings.
+    """
+    from styleaxis.index.manifest import IndexManifest
+    from styleaxis.index.search import SearchConfig
+    from styleaxis.index.service import ServiceConfig
+    from styleaxis.index.service import serve as run_service
+
+    IndexManifest.load(index_dir)  # fail now, with one line, if this is not an index directory
+    run_service(index_dir, host=host, port=port, threads=threads, frame_reader=read_frames,
+                search_config=SearchConfig(calibration=calibration),
+                service_config=ServiceConfig(max_upload_bytes=int(max_upload_mb * 2**20), verify=not no_verify))

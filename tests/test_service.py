@@ -1,0 +1,211 @@
+"""The HTTP service for real: uvicorn on 127.0.0.1 (a free port, in a thread), httpx as the client,
+over an index built from the real embed pipeline's output (conftest's tiny labelled clips)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from PIL import Image
+
+from styleaxis.cli_index import read_frames
+from styleaxis.demo import clip_labels
+from styleaxis.index.build import build_indexes
+from styleaxis.index.search import Searcher
+from styleaxis.index.service import ServiceConfig, create_app
+
+UPLOAD_LIMIT = 1 << 20
+
+
+@contextmanager
+def running(app: FastAPI) -> Iterator[httpx.Client]:
+    """Serve `app` with uvicorn on a free loopback port; yield a client; shut the server down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"uvicorn did not start on port {port}")
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def wait_ready(client: httpx.Client) -> httpx.Response:
+    deadline = time.monotonic() + 60
+    while (response := client.get("/ready")).status_code == 503 and response.json()["status"] == "loading":
+        if time.monotonic() > deadline:
+            raise TimeoutError("index did not become ready")
+        time.sleep(0.05)
+    return response
+
+
+@pytest.fixture(scope="module")
+def index_dir(embedded_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("service") / "index"
+    build_indexes(embedded_run, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(index_dir: Path) -> Iterator[httpx.Client]:
+    """The app as `styleaxis serve` runs it: video reader from the pipeline, 1 MiB upload limit."""
+    app = create_app(index_dir, frame_reader=read_frames, service_config=ServiceConfig(max_upload_bytes=UPLOAD_LIMIT))
+    with running(app) as http:
+        assert wait_ready(http).json() == {"status": "ready", "count": 6}
+        yield http
+
+
+def _ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [r["video_id"] for r in response.json()["results"]]
+
+
+def _error(response: httpx.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == code
+    return body["error"]["message"]
+
+
+def test_health_info_and_docs(client, index_dir):
+    assert client.get("/health").json() == {"status": "alive"}
+    info = client.get("/info").json()
+    assert info["count"] == 6 and info["axes"]["style"]["factory"] == "Flat"
+    assert info["embed"] == {"short_side": 128, "center_crop": False}
+    spec = client.get("/openapi.json").json()
+    assert {"/search", "/search/batch", "/search/file", "/videos/{video_id}/similar", "/ready"} <= set(spec["paths"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_queries_by_id_match_the_searcher(client, index_dir):
+    searcher = Searcher.load(index_dir)
+    for video_id in searcher.video_ids[:3]:
+        for mode in ("same-style-different-content", "same-content-different-style", "style", "content"):
+            expected = [r.video_id for r in searcher.search(video_id, mode=mode, k=3)]
+            assert _ids(client.get(f"/videos/{video_id}/similar", params={"mode": mode, "k": 3})) == expected
+            assert _ids(client.post("/search", json={"video_id": video_id, "mode": mode, "k": 3})) == expected
+    result = client.post("/search", json={"video_id": searcher.video_ids[0], "k": 1}).json()["results"][0]
+    assert result["reason"].startswith("style ") and "style_in/relu" in result["reason"]
+    assert {"style_score", "content_score", "style_z", "content_z", "parts"} <= set(result)
+
+
+def test_vectors_batch_and_filters(client, index_dir, embedded_run):
+    searcher = Searcher.load(index_dir)
+    import pyarrow.parquet as pq  # the run's raw video vectors, as a client would send them
+
+    videos = pq.read_table(embedded_run / "videos").to_pylist()
+    row = next(r for r in videos if r["video_id"] == searcher.video_ids[0])
+    vectors = {name: row[name] for name in searcher.manifest.descriptors}
+    by_vector = client.post("/search", json={"vectors": vectors, "model_identity": searcher.model_identity, "k": 2})
+    by_id = client.post("/search", json={"video_id": searcher.video_ids[0], "k": 2})
+    assert _ids(by_vector) == _ids(by_id)
+    batch = client.post("/search/batch", json={"video_ids": searcher.video_ids[:2], "k": 2, "mode": "style"})
+    assert batch.status_code == 200 and [len(r) for r in batch.json()["results"]] == [2, 2]
+    batch_vectors = client.post("/search/batch", json={
+        "vectors": {name: [v, v] for name, v in vectors.items()}, "model_identity": searcher.model_identity, "k": 2})
+    assert [[r["video_id"] for r in rs] for rs in batch_vectors.json()["results"]] == [_ids(by_id)] * 2
+    first = _ids(by_id)[0]
+    assert first not in _ids(client.post("/search", json={"video_id": searcher.video_ids[0], "exclude": [first]}))
+    allowed = searcher.video_ids[3:5]
+    assert set(_ids(client.post("/search", json={"video_id": searcher.video_ids[0], "mode": "style",
+                                                 "allow": allowed, "k": 5}))) <= set(allowed)
+
+
+def test_bad_requests_get_clear_json_errors(client, index_dir):
+    video_id = Searcher.load(index_dir).video_ids[0]
+    unknown = _error(client.get("/videos/no_such_clip/similar"), 404, "unknown_video")
+    assert "'no_such_clip' is not in the index" in unknown
+    _error(client.post("/search", json={"video_id": "no_such_clip"}), 404, "unknown_video")
+    _error(client.post("/search", content=b'{"video_id": ', headers={"content-type": "application/json"}),
+           400, "malformed_json")
+    assert "k: Input should be greater than or equal to 1" in _error(
+        client.post("/search", json={"video_id": video_id, "k": -1}), 422, "invalid_request")
+    assert "query.k" in _error(client.get(f"/videos/{video_id}/similar", params={"k": -3}), 422, "invalid_request")
+    _error(client.post("/search", json={"video_id": video_id, "k": 10**6}), 422, "invalid_request")
+    bad_mode = client.post("/search", json={"video_id": video_id, "mode": "similar"})
+    assert "mode" in _error(bad_mode, 422, "invalid_request")
+    assert "exactly one of video_id or vectors" in _error(client.post("/search", json={}), 422, "invalid_request")
+    _error(client.post("/search", json={"video_id": video_id, "colour": "red"}), 422, "invalid_request")
+    identity = Searcher.load(index_dir).model_identity
+    wrong_dim = {"style_in": [0.0] * 1920, "style_cin": [0.0] * 99, "content": [0.0] * 896}
+    assert "'style_cin': expected dim 100, got array of shape (99,)" in _error(
+        client.post("/search", json={"vectors": wrong_dim, "model_identity": identity}), 422, "bad_query")
+    right_dim = {**wrong_dim, "style_cin": [0.0] * 100}
+    other = {model: "0" * 64 for model in identity}
+    assert "re-embed with the index's models" in _error(
+        client.post("/search", json={"vectors": right_dim, "model_identity": other}), 422, "bad_query")
+    _error(client.get("/no/such/route"), 404, "http_error")
+    _error(client.delete("/search"), 405, "http_error")
+
+
+def _png(frame: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_uploads_are_embedded_on_the_fly(client, tiny_clips):
+    clip = tiny_clips[0]
+    mode = "same-style-different-content"
+    by_id = _ids(client.post("/search", json={"video_id": clip.stem, "mode": mode, "k": 2}))
+    video = client.post("/search/file", params={"mode": mode, "k": 2, "filename": clip.name}, content=clip.read_bytes())
+    assert _ids(video) == by_id  # the indexed clip itself: same vectors, same answers, itself not returned
+    frame = read_frames(clip)[0]
+    image = client.post("/search/file", params={"mode": mode, "k": 1}, content=_png(frame),
+                        headers={"content-type": "image/png"})
+    assert clip_labels(_ids(image)[0])[1] == clip_labels(clip.stem)[1]  # one frame finds the clip's style
+
+
+def test_bad_uploads(client, tiny_clips):
+    text = client.post("/search/file", content=b"this is not a picture", headers={"content-type": "image/png"})
+    message = _error(text, 415, "bad_file")
+    assert "cannot read the uploaded file" in message and "/tmp" not in message
+    _error(client.post("/search/file", content=b"", headers={"content-type": "image/png"}), 415, "bad_file")
+    huge = b"\x89PNG" + bytes(UPLOAD_LIMIT)
+    assert f"limit of {UPLOAD_LIMIT} bytes" in _error(
+        client.post("/search/file", content=huge, headers={"content-type": "image/png"}), 413, "too_large")
+    chunks = (b"\0" * 65536 for _ in range(UPLOAD_LIMIT // 65536 + 2))  # no Content-Length: counted while read
+    _error(client.post("/search/file", content=chunks, headers={"content-type": "video/mp4"}), 413, "too_large")
+    cut = tiny_clips[0].read_bytes()[:300]
+    _error(client.post("/search/file", params={"filename": "cut.mp4"}, content=cut), 415, "bad_file")
+    _error(client.post("/search/file", params={"k": 0}, content=b"x"), 422, "invalid_request")
+
+
+def test_image_only_reader_refuses_videos(index_dir, tiny_clips):
+    with running(create_app(index_dir)) as http:
+        wait_ready(http)
+        response = http.post("/search/file", params={"filename": "clip.mp4"}, content=tiny_clips[0].read_bytes())
+        assert "not a readable image" in _error(response, 415, "bad_file")
+
+
+def test_readiness_reports_a_broken_index(index_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(index_dir, broken)
+    ids_file = next(broken.glob("ids.g*.parquet"))
+    ids_file.write_bytes(ids_file.read_bytes()[:-20] + bytes(20))
+    with running(create_app(broken)) as http:
+        assert http.get("/health").json() == {"status": "alive"}
+        ready = wait_ready(http)
+        assert ready.status_code == 503 and ready.json()["status"] == "failed"
+        assert "IndexIntegrityError" in ready.json()["error"] and ids_file.name in ready.json()["error"]
+        assert "is not ready" in _error(http.post("/search", json={"video_id": "x"}), 503, "not_ready")
