@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
-from .functional import calc_mean_std, grid_pool, instance_norm, l2_normalize
+from .functional import calc_mean_std, l2_normalize
 
-__all__ = ["Descriptor", "DESCRIPTORS", "get_descriptor", "STYLE_TAPS", "VGG_DESCRIPTORS"]
+__all__ = [
+    "Descriptor", "DESCRIPTORS", "get_descriptor", "STYLE_TAPS", "VGG_DESCRIPTORS", "CONTENT_GRID", "whiten",
+    "symmetric_grid_pool",
+]
 
 #: AdaIN's style taps (Huang & Belongie 2017): the first ReLU of each of the first four VGG blocks.
 STYLE_TAPS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -41,11 +45,52 @@ def _style_in(taps: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
+def whiten(feat: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
+    """Whitening of the whitening-and-colouring transform (Li et al. 2017, "Universal Style Transfer
+    via Feature Transforms", eq. 2), per sample: Z = E (D + eps * mean(D) I)^(-1/2) E^T (F - mu).
+
+    F is the (C, HW) feature map, E D E^T the eigendecomposition of its channel covariance. Z has
+    (almost) identity channel covariance: instance norm removes each channel's mean and std, whitening
+    also removes their correlations (the Gram matrix, i.e. the style of Gatys et al.), keeping where
+    things are. ``eps`` (relative to the mean eigenvalue) keeps small or flat maps finite. Computed in
+    float64; returns the input's dtype.
+    """
+    n, c, h, w = feat.shape
+    flat = feat.double().flatten(2)
+    centred = flat - flat.mean(dim=2, keepdim=True)
+    cov = centred @ centred.transpose(1, 2) / (h * w)
+    vals, vecs = torch.linalg.eigh(cov)
+    scale = (vals.clamp_min(0) + eps * vals.mean(dim=1, keepdim=True).clamp_min(1e-12)).rsqrt()
+    white = vecs @ torch.diag_embed(scale) @ vecs.transpose(1, 2) @ centred
+    return white.reshape(n, c, h, w).to(feat.dtype)
+
+
+def symmetric_grid_pool(feat: torch.Tensor, grid: int, symmetric: bool = True) -> torch.Tensor:
+    """Grid-pool (N, C, H, W) to a ``grid`` x ``grid`` layout; with ``symmetric``, average each cell with
+    its left-right mirror and keep the ceil(grid / 2) distinct columns, so a mirrored image gives the same
+    vector. Returns (N, C * grid * ceil(grid / 2)) (or C * grid^2 without ``symmetric``)."""
+    pooled = F.adaptive_avg_pool2d(feat, grid)
+    if symmetric:
+        pooled = ((pooled + pooled.flip(-1)) / 2)[..., : (grid + 1) // 2]
+    return pooled.flatten(1)
+
+
+#: the content descriptor's pooling grid (4 x 4 cells, 4 x 2 after the mirror symmetry)
+CONTENT_GRID = 4
+
+
 def _content(taps: dict[str, torch.Tensor]) -> torch.Tensor:
-    # Instance-normalise the high-level map (removes the per-channel statistics a style sets),
-    # keep a 4x4 spatial layout (styles do not move objects), then L2-normalise. Chosen among
-    # taps, grids and pooling variants by 1-NN content accuracy across styles (bench/RESULTS.md).
-    return l2_normalize(grid_pool(instance_norm(taps["stage5"]), 4))
+    # Whiten the stage-5 map (WCT: removes the per-channel statistics and correlations a style sets),
+    # keep a coarse 4x4 layout made mirror-symmetric (styles do not move objects; a flipped or mildly
+    # cropped copy must stay close), then L2-normalise. Chosen in bench/disentangle.py on the labelled
+    # catalogues: on the hard split (crops, flips) SCDS-P@10 0.937 vs 0.773 for the former IN + 4x4 grid.
+    return l2_normalize(symmetric_grid_pool(whiten(taps["stage5"]), CONTENT_GRID))
+
+
+def _style_eff(taps: dict[str, torch.Tensor]) -> torch.Tensor:
+    # AdaIN statistics of EfficientNet-Lite0 stage 3 (stride 8, 40 channels): [mu, sigma]
+    mean, std = calc_mean_std(taps["stage3"])
+    return torch.cat([mean, std], dim=1)
 
 
 #: channels each style tap is projected to before its Gram matrix (see _style_gram)
@@ -80,6 +125,10 @@ def _bottleneck(taps: dict[str, torch.Tensor]) -> torch.Tensor:
     return taps["bottleneck"]
 
 
+def _head_vector(taps: dict[str, torch.Tensor]) -> torch.Tensor:
+    return taps["content_head"]
+
+
 def _cin_params(taps: dict[str, torch.Tensor]) -> torch.Tensor:
     return taps["cin_params"]
 
@@ -105,8 +154,19 @@ DESCRIPTORS: dict[str, Descriptor] = {
             "style predictor bottleneck (Ghiasi et al. 2017); CIN gamma/beta are an affine map of it",
         ),
         Descriptor(
-            "content", "effnet-lite0", ("stage5",), 112 * 16, _content,
-            "EfficientNet-Lite0 stage 5 (stride 16), instance-normalised, 4x4 grid-pooled, L2-normalised",
+            "content", "effnet-lite0", ("stage5",), 112 * CONTENT_GRID * ((CONTENT_GRID + 1) // 2), _content,
+            "EfficientNet-Lite0 stage 5 (stride 16), WCT-whitened, 4x4 grid pooled mirror-symmetric (4x2), "
+            "L2-normalised",
+        ),
+        Descriptor(
+            "content_head", "content-head-v1", ("content_head",), 112 * CONTENT_GRID * ((CONTENT_GRID + 1) // 2),
+            _head_vector,
+            "content descriptor + a residual head trained on stylisations (SupCon; embed/content_head.py)",
+            extra_models=("effnet-lite0",),
+        ),
+        Descriptor(
+            "style_eff", "effnet-lite0", ("stage3",), 2 * 40, _style_eff,
+            "IN mean/std of EfficientNet-Lite0 stage 3 (stride 8): cheap AdaIN-style statistics",
         ),
     )
 }

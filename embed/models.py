@@ -9,6 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
+from .adain import load_decoder
 from .effnet import load_effnet_lite0
 from .registry import ModelRecord, register
 from .vgg import load_vgg16_hed, load_vgg19_file
@@ -103,4 +104,42 @@ register(ModelRecord(
     builder=load_vgg19_file,
     url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
     local_names=("vgg19-dcbb9e9d.pth", "vgg19.pth", "vgg_normalised.pth"),
+))
+
+register(ModelRecord(
+    name="adain-decoder",
+    description="AdaIN decoder for vgg16-hed relu4_1 (Huang & Belongie 2017), v1: 700 CPU steps of "
+                "`styleaxis train adain` on sample photos and cin26/Magenta stylisations (weights/*.json)",
+    package="styleaxis",
+    module="styleaxis.embed",
+    relpath="weights/adain-decoder-vgg16hed-v1.pth",
+    sha256="c7095a6b70ef83bf7f0325105bb72b512b58d71139f8cba17fa6ed77d4326aa8",
+    input_transform="vgg16-hed relu4_1 features (512 channels) -> RGB 0..1 (clamp); fp16 weights, run in fp32",
+    taps=("relu4_1",),
+    licence="trained by styleaxis; data: scikit-image and scikit-learn sample images and their stylisations",
+    builder=load_decoder,
+))
+
+
+def _content_head(path: Path) -> nn.Module:
+    # content_head.py holds the training loop too; import it only when the head is built
+    from .content_head import load_content_head
+
+    return load_content_head(path)
+
+
+register(ModelRecord(
+    name="content-head-v1",
+    description="content projection head on EfficientNet-Lite0 stage 5 (WCT, residual 1x1 MLP, 4x4 mirror-symmetric "
+                "grid), v1: 600 CPU steps of `styleaxis train content-head` on the catalogue's train split "
+                "(weights/*.json); the module runs effnet-lite0 too",
+    package="styleaxis",
+    module="styleaxis.embed",
+    relpath="weights/content-head-effnet-v1.pt",
+    sha256="b9f6ed3d0194dc26db8f798e9919914cc58cfe2ff8e52b5785ab937ac602f851",
+    input_transform="RGB, 0..1 (effnet-lite0's own (x - 0.5) / 0.5 inside); TensorFlow SAME padding",
+    taps=("stage5", "content_head"),
+    licence="trained by styleaxis on top of effnet-lite0 (Apache-2.0); data: scikit-image and matplotlib sample "
+            "images and their cin26/Magenta stylisations",
+    builder=_content_head,
 ))

@@ -1,0 +1,313 @@
+"""A small content projection head trained to ignore style, and its training loop.
+
+The head sits on the frozen EfficientNet-Lite0 stage-5 map (stride 16): WCT whitening (removes the
+per-channel statistics and correlations a style sets), a residual position-wise two-layer MLP (1x1 convolutions, its
+output layer initialised to zero, so training starts from the ``content`` descriptor), grid pooling
+(optionally flip-symmetric: each cell averaged with its left-right mirror, so a mirrored copy gives the
+same vector) and L2 normalisation.
+
+It is trained on stylisations (``styleaxis train content-head``, usually on the ``train`` split of
+``styleaxis.eval.catalog``, whose photos and styles are disjoint from the evaluation splits) with the
+supervised contrastive loss of Khosla et al. 2020 ("Supervised Contrastive Learning", eq. 2):
+
+    L = sum_i -1/|P(i)| sum_{p in P(i)} log( exp(z_i . z_p / tau) / sum_{a != i} exp(z_i . z_a / tau) )
+
+where P(i) are the other items of the batch with i's content. Each batch holds ``contents_per_batch``
+contents, each in the same ``views_per_content`` styles, so positives share content but not style and
+the hardest negatives share style but not content. The frozen encoder runs once per training image
+(its maps are cached in ``out_dir/features.pt``); a step only runs the head.
+
+The exported file (``content_head.pt``) is a dict ``{"arch": {...}, "state_dict": {...}}`` read with
+``torch.load(weights_only=True)``; :func:`load_content_head` builds the encoder + head module that the
+model registry serves as ``content-head-v1``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .descriptors import CONTENT_GRID, symmetric_grid_pool, whiten
+from .functional import l2_normalize
+from .registry import load_model, resolve_weights
+from .training import Trainer, export_model, fit, load_rgb, to_tensor
+
+__all__ = [
+    "HEAD_ENCODER", "HEAD_TAP", "ContentHead", "ContentHeadEncoder", "save_content_head",
+    "read_content_head", "load_content_head", "ContentHeadTrainConfig", "ContentHeadTrainResult", "supcon_loss",
+    "train_content_head",
+]
+
+#: the frozen encoder and tap the head reads
+HEAD_ENCODER, HEAD_TAP = "effnet-lite0", "stage5"
+#: config fields a resumed run may change; any other difference from the checkpoint is refused
+_RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "device"})
+
+
+class ContentHead(nn.Module):
+    """x = whiten(map) (WCT); y = x + W2 ReLU(W1 x) (1x1 convolutions, W2 starts at zero); grid pool; L2.
+
+    With W2 = 0 the head is exactly the ``content`` descriptor (same whitening, same mirror-symmetric
+    grid), so training starts from it and learns a correction; the output has ``in_channels`` values per
+    grid cell.
+    """
+
+    def __init__(self, in_channels: int = 112, hidden: int = 256, grid: int = CONTENT_GRID,
+                 symmetric: bool = True) -> None:
+        super().__init__()
+        self.arch = {"in_channels": in_channels, "hidden": hidden, "grid": grid, "symmetric": symmetric}
+        self.mlp = nn.Sequential(nn.Conv2d(in_channels, hidden, 1), nn.ReLU(inplace=True),
+                                 nn.Conv2d(hidden, in_channels, 1))
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    @property
+    def out_dim(self) -> int:
+        """Length of the output vector."""
+        a = self.arch
+        return a["in_channels"] * a["grid"] * ((a["grid"] + 1) // 2 if a["symmetric"] else a["grid"])
+
+    def correct(self, white: torch.Tensor) -> torch.Tensor:
+        """The head after the whitening: whitened maps (N, C, H, W) -> unit vectors (N, out_dim)."""
+        return l2_normalize(symmetric_grid_pool(white + self.mlp(white), self.arch["grid"], self.arch["symmetric"]))
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        """Encoder map (N, in_channels, H, W) -> unit vectors (N, out_dim)."""
+        return self.correct(whiten(feat))
+
+
+class ContentHeadEncoder(nn.Module):
+    """The frozen encoder and the head as one registry model: ``forward(rgb, taps)`` -> {tap: tensor},
+    taps ``stage5`` (the encoder's map) and ``content_head`` (the head's vector)."""
+
+    tap_names = (HEAD_TAP, "content_head")
+
+    def __init__(self, encoder: nn.Module, head: ContentHead) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, rgb: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
+        unknown = [t for t in taps if t not in self.tap_names]
+        if unknown:
+            raise KeyError(f"unknown content-head taps {unknown}; available: {', '.join(self.tap_names)}")
+        feat = self.encoder(rgb, (HEAD_TAP,))[HEAD_TAP]
+        out = {HEAD_TAP: feat} if HEAD_TAP in taps else {}
+        if "content_head" in taps:
+            out["content_head"] = self.head(feat)
+        return out
+
+
+def save_content_head(head: ContentHead, path: str | os.PathLike[str]) -> Path:
+    """Write ``{"arch", "state_dict"}`` atomically (fp32 CPU tensors)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    state = {k: v.detach().float().cpu().contiguous() for k, v in head.state_dict().items()}
+    torch.save({"arch": dict(head.arch), "state_dict": state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_content_head(path: str | os.PathLike[str]) -> ContentHead:
+    """The head alone (eval mode) from a file written by :func:`save_content_head`."""
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or set(data) != {"arch", "state_dict"}:
+        raise ValueError(f"{path}: expected a content head file with keys arch, state_dict, "
+                         f"got {sorted(data) if isinstance(data, dict) else type(data).__name__}")
+    try:
+        head = ContentHead(**data["arch"])
+        head.load_state_dict(data["state_dict"], strict=True)
+    except (TypeError, RuntimeError) as exc:
+        raise ValueError(f"{path}: not a content head of this version: {exc}") from None
+    return head.eval()
+
+
+def load_content_head(path: str | os.PathLike[str]) -> ContentHeadEncoder:
+    """The registry builder: the (hash-checked) EfficientNet-Lite0 plus the head read from ``path``."""
+    return ContentHeadEncoder(load_model(HEAD_ENCODER), read_content_head(path)).eval()
+
+
+# --------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class ContentHeadTrainConfig:
+    """How to train a content head.
+
+    Attributes:
+        out_dir: run folder: features.pt (cached encoder maps), checkpoints/, content_head.pt (+ .sha256,
+            .json), losses.json.
+        encoder: registry name of the frozen encoder (its ``stage5`` tap is read).
+        short_side: images are resized to this short side before the encoder (as the Embedder does).
+        hidden / grid / symmetric: the head's architecture (see :class:`ContentHead`).
+        contents_per_batch / views_per_content: a batch is this many contents x this many styles each.
+        temperature: tau of the SupCon loss.
+        lr / weight_decay: AdamW settings.
+        flip: mirror each training map left-right with probability 1/2 (augmentation).
+        steps / checkpoint_every: optimisation steps and steps between checkpoints (0: only at the end).
+        preview_every: unused (a head has no images to preview); kept 0 for the shared training loop.
+        seed: seeds the head's initialisation and the batch sampling.
+        device: ``cpu`` or ``cuda``.
+    """
+
+    out_dir: str
+    encoder: str = HEAD_ENCODER
+    short_side: int = 256
+    hidden: int = 256
+    grid: int = CONTENT_GRID
+    symmetric: bool = True
+    contents_per_batch: int = 16
+    views_per_content: int = 4
+    temperature: float = 0.1
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    flip: bool = True
+    steps: int = 600
+    checkpoint_every: int = 500
+    preview_every: int = 0
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.contents_per_batch < 2 or self.views_per_content < 2:
+            raise ValueError("ContentHeadTrainConfig: a batch needs >= 2 contents and >= 2 views per content, got "
+                             f"{self.contents_per_batch} and {self.views_per_content}")
+        if self.temperature <= 0 or self.steps < 1:
+            raise ValueError(f"ContentHeadTrainConfig: temperature must be > 0 and steps >= 1, got "
+                             f"{self.temperature} and {self.steps}")
+
+
+@dataclass(frozen=True)
+class ContentHeadTrainResult:
+    """The exported head file, its sha256, the last step and the loss history (one column, total)."""
+
+    model_path: Path
+    sha256: str
+    step: int
+    history: torch.Tensor
+
+
+def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, L^sup_out, eq. 2) of unit vectors z (N, D)
+    with integer labels (N,); anchors without a positive are skipped."""
+    n = len(z)
+    logits = z @ z.T / temperature
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    count = positive.sum(dim=1)
+    has = count > 0
+    if not bool(has.any()):
+        raise ValueError("supcon_loss: no item of the batch has a positive (same label)")
+    per_anchor = -log_prob.masked_fill(~positive, 0.0).sum(dim=1)[has] / count[has]
+    return per_anchor.mean()
+
+
+def _items_digest(items: Sequence[tuple[str, str, str]]) -> str:
+    return hashlib.sha256(json.dumps([list(map(str, i)) for i in items]).encode()).hexdigest()
+
+
+def _encode_items(items: Sequence[tuple[str, str, str]], encoder: nn.Module, config: ContentHeadTrainConfig,
+                  progress: bool) -> list[torch.Tensor]:
+    """The encoder's stage-5 map of every item (fp16, CPU), cached in out_dir/features.pt by item list."""
+    from .embedder import resize_short_side
+
+    cache = Path(config.out_dir) / "features.pt"
+    digest = _items_digest(items) + f"/{config.encoder}/{config.short_side}"
+    if cache.is_file():
+        data = torch.load(cache, map_location="cpu", weights_only=True)
+        if data.get("digest") == digest:
+            return list(data["maps"])
+    maps = []
+    device = torch.device(config.device)
+    with torch.inference_mode():
+        for path, _, _ in tqdm(items, disable=not progress, desc="encode", unit="image"):
+            image = resize_short_side(to_tensor(load_rgb(path))[0], config.short_side)[None].to(device)
+            maps.append(encoder(image, (HEAD_TAP,))[HEAD_TAP][0].half().cpu())
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    torch.save({"digest": digest, "maps": maps}, tmp)
+    os.replace(tmp, cache)
+    return maps
+
+
+class _HeadTrainer(Trainer):
+    """The head, AdamW, the cached maps and the (content, style) index of one run."""
+
+    def __init__(self, items: Sequence[tuple[str, str, str]], config: ContentHeadTrainConfig, progress: bool) -> None:
+        super().__init__(config)
+        # whitening has no parameters and commutes with a mirror: do it once, not every step
+        with torch.no_grad():
+            self.maps = [whiten(m.float()[None])[0] for m in _encode_items(items, self.encoder, config, progress)]
+        contents = sorted({c for _, c, _ in items})
+        self.content_ids = torch.tensor([contents.index(c) for _, c, _ in items])
+        # content -> style -> item indices, to draw each content in a shared set of styles
+        self.by_content: list[dict[str, list[int]]] = [{} for _ in contents]
+        for i, (_, content, style) in enumerate(items):
+            self.by_content[contents.index(content)].setdefault(style, []).append(i)
+        self.styles = sorted({s for _, _, s in items})
+        if len(contents) < config.contents_per_batch or len(self.styles) < config.views_per_content:
+            raise ValueError(f"the training items hold {len(contents)} contents and {len(self.styles)} styles; the "
+                             f"batch needs {config.contents_per_batch} contents and {config.views_per_content} styles")
+        torch.manual_seed(config.seed)
+        self.model = ContentHead(self.maps[0].shape[0], config.hidden, config.grid,
+                                 config.symmetric).to(self.device).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.steps)
+        self.generators = {"batch": torch.Generator().manual_seed(config.seed + 1)}
+
+    def _batch(self) -> list[int]:
+        c, g = self.config, self.generators["batch"]
+        chosen = torch.randperm(len(self.by_content), generator=g)[: c.contents_per_batch].tolist()
+        shared = [self.styles[i] for i in torch.randperm(len(self.styles), generator=g)[: c.views_per_content]]
+        batch = []
+        for content in chosen:
+            styles = self.by_content[content]
+            # the shared styles where this content has them, other styles of it otherwise
+            own = [s for s in shared if s in styles]
+            rest = [s for s in styles if s not in own]
+            extra = torch.randperm(len(rest), generator=g)[: c.views_per_content - len(own)].tolist()
+            for style in own + [rest[i] for i in extra]:
+                pick = styles[style]
+                batch.append(pick[int(torch.randint(len(pick), (1,), generator=g))])
+        return batch
+
+    def losses(self) -> dict[str, torch.Tensor]:
+        batch = self._batch()
+        flips = torch.rand(len(batch), generator=self.generators["batch"]) < (0.5 if self.config.flip else 0.0)
+        maps = [self.maps[i][None].to(self.device) for i in batch]
+        z = torch.cat([self.model.correct(m.flip(-1) if f else m) for m, f in zip(maps, flips.tolist())])
+        loss = supcon_loss(z, self.content_ids[batch].to(self.device), self.config.temperature)
+        return {"total": loss}
+
+    def preview(self) -> list[torch.Tensor]:
+        raise ValueError("a content head has no preview images; keep preview_every = 0")
+
+
+def train_content_head(items: Sequence[tuple[str, str, str]], config: ContentHeadTrainConfig,
+                       progress: bool = True, resume: bool = True) -> ContentHeadTrainResult:
+    """Train (or resume) a content head on labelled images ``items`` = (path, content, style); returns
+    the exported ``out_dir/content_head.pt`` with its sha256 (also in ``content_head.pt.sha256``)."""
+    if not items:
+        raise ValueError("train_content_head: no training items")
+    missing = [p for p, _, _ in items if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} training images not found, e.g. {missing[0]}")
+    out = Path(config.out_dir)
+    trainer = _HeadTrainer(items, config, progress)
+    identity = {"encoder": config.encoder, "encoder_sha256": resolve_weights(config.encoder)[1],
+                "items": len(items), "items_sha256": _items_digest(items),
+                "contents": len(trainer.by_content), "styles": len(trainer.styles)}
+    summary = fit(trainer, config, out, identity, progress=progress, resume=resume,
+                  resumable=_RESUMABLE_CHANGES, desc="train content head")
+    trainer.model.eval()
+    path = save_content_head(trainer.model, out / "content_head.pt")
+    digest = export_model(path, {"step": trainer.step, "arch": trainer.model.arch, "config": asdict(config),
+                                 **summary})
+    return ContentHeadTrainResult(path, digest, trainer.step, torch.tensor(trainer.history).reshape(-1, 1))

@@ -1,0 +1,244 @@
+"""Retrieval metrics on a labelled catalogue: does each axis see its own factor and ignore the other?
+
+Every item has a content label and a style label. For a query q and an axis, the other items are
+ranked by cosine similarity (ties broken by catalogue order). With k = 10:
+
+- **SSDC-P@k** (style axis; "same style, different content"): among the k nearest items whose
+  content differs from q's, the share with q's style.
+- **SCDS-P@k** (content axis; "same content, different style"): among the k nearest items whose
+  style differs from q's, the share with q's content.
+- **mAP** per axis: average precision over the whole ranking, relevant = same style (style axis)
+  or same content (content axis).
+- **leakage**: style axis, the share of the k nearest that share q's content but not its style;
+  content axis, the share that share q's style but not its content. 0 is ideal.
+
+Each metric comes with its chance level, the expected value under a uniformly random ranking:
+the prevalence of relevant items among the candidates for P@k and leakage, and for AP, with R
+relevant among M ranked items, E[AP] = (R-1)/(M-1) + H_M (M-R) / (M (M-1)) (H_M the M-th harmonic
+number; derived from the hypergeometric count of relevant items above each relevant one).
+
+Everything here is numpy on (N, D) matrices and label arrays, returning pandas DataFrames; an axis
+made of several descriptors is built as the index builds it (:func:`axis_matrix`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .io import atomic_write
+
+__all__ = [
+    "Axis", "DEFAULT_AXES", "PRECISION_NAMES", "axis_of", "axis_matrix", "per_query_metrics", "summarize",
+    "RetrievalReport", "evaluate", "plot_per_style",
+]
+
+Axis = Literal["style", "content"]
+#: the axes the index builds by default (styleaxis.index.build): style = style_in + style_cin, content = content
+DEFAULT_AXES: dict[str, tuple[str, ...]] = {"style": ("style_in", "style_cin"), "content": ("content",)}
+PRECISION_NAMES: dict[str, str] = {"style": "SSDC-P@{k}", "content": "SCDS-P@{k}"}
+_METRICS = ("precision", "ap", "leakage")
+
+
+def axis_of(descriptor: str) -> Axis:
+    """The axis a descriptor serves: ``style*`` columns are style, everything else content."""
+    return "style" if descriptor.startswith("style") else "content"
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def axis_matrix(blocks: Sequence[np.ndarray], center: bool = True) -> np.ndarray:
+    """One axis from descriptor blocks, as ``styleaxis.index`` builds it: each block centred on the
+    catalogue mean (when ``center``) and L2-normalised, then concatenated with weight 1/sqrt(n), so
+    the inner product is the mean cosine over the blocks."""
+    if not blocks:
+        raise ValueError("axis_matrix needs at least one descriptor block")
+    n = len(blocks[0])
+    parts = []
+    for i, block in enumerate(blocks):
+        b = np.asarray(block, dtype=np.float64)
+        if b.ndim != 2 or len(b) != n:
+            raise ValueError(f"block {i}: expected an ({n}, D) matrix, got shape {b.shape}")
+        parts.append(_unit_rows(b - b.mean(axis=0) if center else b))
+    return (np.concatenate(parts, axis=1) / np.sqrt(len(parts))).astype(np.float32)
+
+
+def _expected_ap(relevant: int, ranked: int) -> float:
+    """E[AP] of a uniformly random ranking of ``ranked`` items of which ``relevant`` are relevant."""
+    if relevant == 0:
+        return float("nan")
+    if ranked == 1:
+        return 1.0
+    harmonic = float(np.sum(1.0 / np.arange(1, ranked + 1)))
+    r, m = relevant, ranked
+    return (r - 1) / (m - 1) + harmonic * (m - r) / (m * (m - 1))
+
+
+def _labels(labels: Sequence[Any] | np.ndarray, n: int, what: str) -> np.ndarray:
+    arr = np.asarray(labels).astype(str)
+    if arr.shape != (n,):
+        raise ValueError(f"{what} labels: expected {n} labels (one per row of the matrix), got shape {arr.shape}")
+    return arr
+
+
+def per_query_metrics(matrix: np.ndarray, contents: Sequence[Any] | np.ndarray, styles: Sequence[Any] | np.ndarray,
+                      axis: Axis, k: int = 10, chunk: int = 1024) -> pd.DataFrame:
+    """Metrics of every item as a query on one axis -> DataFrame with one row per query.
+
+    ``matrix`` (N, D) is the axis (cosine similarity is used; rows need not be normalised). Columns:
+    query, content, style, precision (SSDC-P@k or SCDS-P@k by ``axis``), ap, leakage, and the chance
+    level of each (``*_chance``). A query with no candidate for a metric gets NaN there.
+    """
+    if axis not in PRECISION_NAMES:
+        raise ValueError(f"axis must be 'style' or 'content', got {axis!r}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    x = np.asarray(matrix, dtype=np.float32)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"expected an (N, D) matrix with N >= 2, got shape {x.shape}")
+    n = len(x)
+    content, style = _labels(contents, n, "content"), _labels(styles, n, "style")
+    # relevant = the axis's own factor; "other" = the factor the axis must ignore
+    own, other = (style, content) if axis == "style" else (content, style)
+    x = _unit_rows(x)
+    rows = []
+    for start in range(0, n, chunk):
+        sims = x[start: start + chunk] @ x.T
+        for offset, row in enumerate(sims):
+            q = start + offset
+            order = np.argsort(-row, kind="stable")
+            order = order[order != q]
+            same_own, same_other = own[order] == own[q], other[order] == other[q]
+            # P@k: among items that differ from q in the ignored factor, share sharing q's own factor
+            pool = same_own[~same_other]
+            precision = pool[:k].mean() if pool.size else np.nan
+            hits = np.flatnonzero(same_own)
+            ap = (np.arange(1, hits.size + 1) / (hits + 1)).mean() if hits.size else np.nan
+            leak = same_other & ~same_own
+            rows.append((q, content[q], style[q], precision, ap, leak[:k].mean(),
+                         pool.mean() if pool.size else np.nan, _expected_ap(hits.size, order.size), leak.mean()))
+    return pd.DataFrame(rows, columns=["query", "content", "style", "precision", "ap", "leakage",
+                                       "precision_chance", "ap_chance", "leakage_chance"])
+
+
+def summarize(per_query: pd.DataFrame) -> dict[str, float]:
+    """Means over queries of each metric and its chance level (mAP = mean of the queries' AP)."""
+    cols = [c for m in _METRICS for c in (m, f"{m}_chance")]
+    return {("map" if c == "ap" else "map_chance" if c == "ap_chance" else c): float(per_query[c].mean())
+            for c in cols}
+
+
+@dataclass(frozen=True)
+class RetrievalReport:
+    """What :func:`evaluate` returns.
+
+    Attributes:
+        table: one row per (axis, descriptors): the axis's precision metric name, its value, mAP,
+            leakage and their chance levels.
+        per_style: for the main axes, one row per style: SSDC-P@k, SCDS-P@k, mAP and leakage of both
+            axes averaged over the queries of that style.
+        per_query: the per-query rows of the main axes (column ``axis`` tells which).
+        k: the cut-off of P@k and leakage.
+    """
+
+    table: pd.DataFrame
+    per_style: pd.DataFrame
+    per_query: pd.DataFrame
+    k: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: k, the table and the per-style breakdown as lists of records."""
+        def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+            return json.loads(frame.to_json(orient="records"))
+        return {"k": self.k, "table": records(self.table), "per_style": records(self.per_style.reset_index())}
+
+    def save(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+        """Write retrieval.json, retrieval.csv, per_style.csv and per_style.png into ``out_dir`` (atomically)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        return {
+            "json": atomic_write(out / "retrieval.json", lambda tmp: tmp.write_text(text)),
+            "table": atomic_write(out / "retrieval.csv", lambda tmp: self.table.to_csv(tmp, index=False)),
+            "per_style": atomic_write(out / "per_style.csv", lambda tmp: self.per_style.to_csv(tmp)),
+            "plot": plot_per_style(self.per_style, out / "per_style.png", self.k),
+        }
+
+
+def _column(axis: str, metric: str, k: int) -> str:
+    # per-style column names: SSDC-P@10, style_map, style_leakage, SCDS-P@10, content_map, content_leakage
+    return PRECISION_NAMES[axis].format(k=k) if metric == "precision" else f"{axis}_{'map' if metric == 'ap' else metric}"
+
+
+def _row(axis: Axis, names: Sequence[str], per_query: pd.DataFrame, k: int) -> dict[str, Any]:
+    return {"axis": axis, "descriptors": "+".join(names), "metric": PRECISION_NAMES[axis].format(k=k),
+            **summarize(per_query)}
+
+
+def evaluate(vectors: Mapping[str, np.ndarray], contents: Sequence[Any] | np.ndarray,
+             styles: Sequence[Any] | np.ndarray, axes: Mapping[str, Sequence[str]] | None = None,
+             k: int = 10, singles: bool = True) -> RetrievalReport:
+    """Evaluate descriptor vectors ({name: (N, D)}) of a labelled catalogue on both axes.
+
+    ``axes`` maps "style" and "content" to the descriptors combined into that axis (default: those of
+    :data:`DEFAULT_AXES` present in ``vectors``, else every present descriptor of that axis, by
+    :func:`axis_of`). With ``singles``, each descriptor of a multi-descriptor axis also gets a row of its
+    own. Every block is centred on the catalogue and L2-normalised, as the index does.
+    """
+    if axes is None:
+        axes = {}
+        for axis in PRECISION_NAMES:
+            default = [d for d in DEFAULT_AXES[axis] if d in vectors]
+            axes[axis] = default or [d for d in vectors if axis_of(d) == axis]
+    unknown = [d for names in axes.values() for d in names if d not in vectors]
+    if unknown or set(axes) - set(PRECISION_NAMES):
+        raise KeyError(f"axes {dict(axes)} name descriptors {unknown} or axes not among style/content; "
+                       f"vectors hold {', '.join(vectors)}")
+    rows, main = [], {}
+    for axis, names in axes.items():
+        if not names:
+            continue
+        main[axis] = per_query_metrics(axis_matrix([vectors[d] for d in names]), contents, styles, axis, k)
+        rows.append(_row(axis, names, main[axis], k))
+        if singles and len(names) > 1:
+            for name in names:
+                pq = per_query_metrics(axis_matrix([vectors[name]]), contents, styles, axis, k)
+                rows.append(_row(axis, [name], pq, k))
+    if not main:
+        raise ValueError("no descriptor to evaluate on either axis")
+    per_query = pd.concat([pq.assign(axis=axis) for axis, pq in main.items()], ignore_index=True)
+    per_style = pd.concat({_column(axis, m, k): pq.groupby("style", sort=False)[m].mean()
+                           for axis, pq in main.items() for m in _METRICS}, axis=1)
+    per_style.insert(0, "queries", main[next(iter(main))].groupby("style", sort=False).size())
+    return RetrievalReport(table=pd.DataFrame(rows), per_style=per_style, per_query=per_query, k=k)
+
+
+def plot_per_style(per_style: pd.DataFrame, path: str | os.PathLike[str], k: int = 10) -> Path:
+    """Bar chart of the per-style breakdown (precision and leakage of each axis), saved as PNG (Agg)."""
+    columns = [c for c in per_style.columns if c.startswith(("SSDC", "SCDS")) or c.endswith("leakage")]
+    styles = list(per_style.index)
+    fig = Figure(figsize=(max(6.0, 0.55 * len(styles) + 2), 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(len(columns), 1)
+    positions = np.arange(len(styles))
+    for i, column in enumerate(columns):
+        ax.bar(positions + (i - (len(columns) - 1) / 2) * width, per_style[column].to_numpy(dtype=float), width,
+               label=column)
+    ax.set_xticks(positions, styles, rotation=60, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel(f"share of the top {k}")
+    ax.set_title("retrieval per query style")
+    ax.legend(fontsize=8, ncols=2)
+    fig.tight_layout()
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
