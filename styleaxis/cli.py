@@ -31,42 +31,81 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Run directory; keyframes/ and videos/ Parquet datasets are written under it.")
+@click.argument("inputs", nargs=-1)
+@click.option("--out", "out_dir", required=True,
+              help="Run directory (local folder or bucket URI); keyframes/ and videos/ Parquet datasets go under it.")
+@click.option("--manifest", "manifests", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="CSV or Parquet table of inputs: column uri, optional video_id (repeatable).")
 @click.option("--short-side", default=256, show_default=True, help="Frames are resized to this short side.")
 @click.option("--max-keyframes", default=8, show_default=True, help="At most this many keyframes per video.")
 @click.option("--min-gap", default=1.0, show_default=True, help="Seconds between keyframes, at least.")
-@click.option("--batch-size", default=16, show_default=True, help="Largest RunInference batch (keyframes).")
 @click.option("--descriptors", default="style_in,style_cin,content", show_default=True,
               help="Comma-separated descriptor columns to compute.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the models run (auto: CUDA when present).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+              help="Encoder precision (fp16/bf16 autocast: faster on GPUs; vectors differ from fp32 in the last bits).")
+@click.option("--batch-size", default=32, show_default=True,
+              help="Most keyframes per inference batch (RunInference) and per forward pass.")
+@click.option("--max-batch-duration", type=float, default=None,
+              help="Seconds RunInference may wait to fill a batch (default: no limit).")
+@click.option("--batch-across-videos", is_flag=True,
+              help="Pack keyframes of several videos into one forward pass (GPU throughput; vectors then depend "
+                   "on batch composition in the last bits).")
+@click.option("--decoders", default="pyav,decord", show_default=True, help="Decoder backends, in the order tried.")
+@click.option("--decode-timeout", default=120.0, show_default=True,
+              help="Seconds per video for decoding, in a separate process; 0 decodes in-process (no isolation).")
+@click.option("--hash", "hash_mode", type=click.Choice(["sampled", "full"]), default="sampled", show_default=True,
+              help="Content hash for skipping unchanged videos: size + sampled MiBs, or every byte.")
+@click.option("--force", is_flag=True, help="Re-embed every input, replacing its rows (never duplicating them).")
+@click.option("--retry-failed", is_flag=True, help="Re-embed inputs whose previous row is failed (e.g. timed out).")
+@click.option("--shard-size", default=64, show_default=True,
+              help="Videos per Parquet shard; finished shards survive a killed run.")
 @click.option("--runner", default="FnApiRunner", show_default=True,
-              help="Beam runner; FnApiRunner runs in-process and offline.")
-@click.option("--beam-args", default="", help="Extra Beam pipeline options, e.g. '--direct_num_workers=2'.")
+              help="Beam runner: FnApiRunner (in-process, offline), DaskRunner, FlinkRunner, SparkRunner, "
+                   "DataflowRunner.")
+@click.option("--beam-args", default="",
+              help="Pipeline options passed to Beam unchanged, e.g. '--direct_num_workers=2' or Dataflow's "
+                   "'--project ...'.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def embed(inputs: tuple[str, ...], out_dir: Path, short_side: int, max_keyframes: int, min_gap: float,
-          batch_size: int, descriptors: str, runner: str, beam_args: str, quiet: bool) -> None:
-    """Embed videos and images (files, folders, globs) into Parquet with an Apache Beam pipeline.
+def embed(inputs: tuple[str, ...], out_dir: str, manifests: tuple[str, ...], short_side: int, max_keyframes: int,
+          min_gap: float, descriptors: str, device: str, precision: str, batch_size: int,
+          max_batch_duration: float | None, batch_across_videos: bool, decoders: str, decode_timeout: float,
+          hash_mode: str, force: bool, retry_failed: bool, shard_size: int, runner: str, beam_args: str,
+          quiet: bool) -> None:
+    """Embed videos and images (files, folders, globs, manifests) into Parquet with an Apache Beam pipeline.
 
-    Each input becomes a videos/ row (status ok, partial or failed, with the error); each embedded
-    keyframe a keyframes/ row. Videos already embedded with the same models are skipped.
+    Each input becomes one videos/ row (status ok, partial or failed, with the error); each embedded
+    keyframe a keyframes/ row. Videos already embedded with the same models and bytes are skipped;
+    a killed run keeps its finished shards and the next run completes the rest. See docs/nightly.md.
     """
     from styleaxis.embed.embedder import EmbedConfig
     from styleaxis.pipelines.beam import PipelineConfig, run_embed
     from styleaxis.pipelines.inputs import expand_inputs
     from styleaxis.pipelines.video_io import KeyframePolicy
 
+    if not inputs and not manifests:
+        raise click.UsageError("give INPUTS (files, folders, globs) or --manifest")
+    split = lambda text: tuple(part.strip() for part in text.split(",") if part.strip())  # noqa: E731
     config = PipelineConfig(
         out_dir=out_dir,
-        embed=EmbedConfig(descriptors=tuple(d.strip() for d in descriptors.split(",") if d.strip()),
-                          short_side=short_side),
+        embed=EmbedConfig(descriptors=split(descriptors), short_side=short_side, batch_size=batch_size,
+                          device=device, precision=precision),
         policy=KeyframePolicy(max_keyframes=max_keyframes, min_gap_s=min_gap),
-        max_batch_size=batch_size,
+        decoders=split(decoders),
+        decode_timeout_s=decode_timeout or None,
+        hash_mode=hash_mode,
+        force=force,
+        retry_failed=retry_failed,
+        shard_size=shard_size,
+        max_batch_keyframes=batch_size,
+        max_batch_duration_s=max_batch_duration,
+        batch_across_videos=batch_across_videos,
         runner=runner,
         pipeline_args=tuple(shlex.split(beam_args)),
         progress=not quiet,
     )
-    summary = run_embed(expand_inputs(list(inputs)), config)
+    summary = run_embed(expand_inputs(list(inputs), manifests), config)
     _print_embed_summary(summary)
 
 
@@ -75,8 +114,10 @@ def _print_embed_summary(summary: dict[str, Any]) -> None:
 
     click.echo(f"run {summary['run_id']}: {summary['inputs']} inputs, {summary['skipped']} already embedded, "
                f"{summary['embedded']} embedded -> {summary['out_dir']}")
+    if summary["recovered"]:
+        click.echo(f"recovered {summary['recovered']} videos that a killed run had finished")
     if summary["embedded"]:
-        videos = read_dataset(Path(summary["out_dir"]), "videos")
+        videos = read_dataset(summary["out_dir"], "videos", ["video_id", "status", "error", "n_keyframes"])
         videos = videos[videos.video_id.isin(summary["video_ids"])]
         counts = videos.status.value_counts().to_dict()
         click.echo("status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
@@ -84,26 +125,6 @@ def _print_embed_summary(summary: dict[str, Any]) -> None:
             click.echo(f"  {row.status}: {row.video_id}: {row.error}")
         n = int(videos.n_keyframes.sum())
         click.echo(f"{n} keyframes in {summary['seconds']:.1f} s ({n / summary['seconds']:.2f} keyframes/s)")
-
-
-@main.group(cls=CliGroup)
-def index() -> None:
-    """Build and inspect the FAISS indexes (one per axis)."""
-
-
-@index.command("build")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Index directory [default: RUN_DIR/index].")
-@click.option("--factory", default=None, help="FAISS index_factory string; default chosen by catalogue size.")
-def index_build(run_dir: Path, out_dir: Path | None, factory: str | None) -> None:
-    """Build the style and content indexes from RUN_DIR's videos/ Parquet."""
-    from styleaxis.index.build import IndexConfig, build_indexes
-
-    manifest = build_indexes(run_dir, out_dir or run_dir / "index", IndexConfig(factory=factory))
-    for axis, info in manifest.axes.items():
-        click.echo(f"{axis}: {manifest.count} videos, dim {info.dim}, {info.factory} ({'+'.join(info.descriptors)})")
-    click.echo(f"index written to {out_dir or run_dir / 'index'} in {manifest.build_seconds:.2f} s")
 
 
 def _index_dir(path: Path) -> Path:
@@ -193,9 +214,18 @@ def demo(out_dir: Path, query_clip: str, quiet: bool) -> None:
 
 def _attach_command_modules() -> None:
     """Command groups that live in their own modules (one per area), attached to ``styleaxis``."""
+    from styleaxis.cli_catalog import catalog, content_head, retrieval
     from styleaxis.cli_eval import eval_group
+    from styleaxis.cli_index import index, serve
+    from styleaxis.cli_methods import train_johnson, train_stylebank, train_swap_inverse
+    from styleaxis.cli_stylize import stylize, train
 
-    main.add_command(eval_group)
+    for command in (catalog, retrieval):
+        eval_group.add_command(command)
+    for command in (content_head, train_johnson, train_stylebank, train_swap_inverse):
+        train.add_command(command)
+    for command in (eval_group, index, serve, stylize, train):
+        main.add_command(command)
 
 
 _attach_command_modules()
