@@ -178,3 +178,42 @@ def test_every_command_has_help() -> None:
     for argv in (["stylize"], ["train"], ["train", "adain"], ["train", "cin"]):
         result = runner.invoke(commands, [*argv, "--help"])
         assert result.exit_code == 0 and len(result.output) > 200, argv
+
+
+def test_the_other_methods_run_through_the_main_cli(images, tmp_path: Path) -> None:
+    """johnson, stylebank, swap and mrf behind `styleaxis stylize` (the attached command, not the module's
+    group): the trained ones apply the given network file exactly; the optimising ones change the image."""
+    from styleaxis.cli import main
+    from styleaxis.embed.johnson import JOHNSON_FORMAT, TransformerNet, load_johnson, save_network
+    from styleaxis.embed.stylebank import StyleBankNet, load_stylebank, save_stylebank
+
+    torch.manual_seed(0)
+    johnson = save_network(TransformerNet(), tmp_path / "j.pth", JOHNSON_FORMAT,
+                           {"style": "random", "encoder": "vgg16-hed"})
+    bank = save_stylebank(StyleBankNet(["a", "b"]), tmp_path / "sb.pth", "vgg16-hed")
+    content = as_batch(images["content"])
+    with torch.inference_mode():
+        expected = {"johnson": load_johnson(johnson)(content),
+                    "stylebank": load_stylebank(bank)(content, torch.tensor([0.0, 1.0]))}
+    runs = {
+        "johnson": ["--model", str(johnson)],
+        "stylebank": ["--model", str(bank), "--style-id", "1"],
+        "swap": ["--style", str(images["style"]), "--style-size", "64", "--steps", "1"],
+        "mrf": ["--style", str(images["style"]), "--style-size", "64", "--steps", "1", "--optimizer", "adam"],
+    }
+    original = np.asarray(Image.open(images["content"])).astype(int)
+    for method, args in runs.items():
+        out = tmp_path / f"{method}.png"
+        result = CliRunner().invoke(main, ["stylize", "--method", method, "--content", str(images["content"]),
+                                           "--out", str(out), "--quiet", *args])
+        assert result.exit_code == 0, (method, result.output)
+        stylised = np.asarray(Image.open(out)).astype(int)
+        assert stylised.shape == original.shape, method
+        if method in expected:  # the file's network, up to 8-bit rounding
+            want = np.round(expected[method][0].clamp(0, 1).permute(1, 2, 0).numpy() * 255)
+            assert np.abs(stylised - want).max() <= 1, method
+        else:
+            assert np.abs(stylised - original).mean() > 1, method
+    missing = CliRunner().invoke(main, ["stylize", "--method", "johnson", "--content", str(images["content"]),
+                                        "--out", str(tmp_path / "x.png")])
+    assert missing.exit_code == 1 and "needs a network file" in missing.output
