@@ -17,7 +17,7 @@ optimised for
     L(x) = mrf_weight * E_s(x) + content_weight * mean((Phi_c(x) - Phi_c(x_c))^2) + tv_weight * TV(x)
 
 with L-BFGS (as the paper) or Adam, from the content image or from noise, in the loop of Gatys et al.
-(:func:`optimize_pixels`, :class:`PixelOptimConfig`). Defaults are the paper's layers: MRF taps ``relu3_1`` and ``relu4_1`` with 3x3
+(:func:`~styleaxis.embed.gatys.optimize_pixels`, :class:`~styleaxis.embed.gatys.PixelOptimConfig`). Defaults are the paper's layers: MRF taps ``relu3_1`` and ``relu4_1`` with 3x3
 patches, content ``relu4_2``; patches are sampled with stride 2 on both images, as in the authors' code
 (stride 1 costs four times more: the match is a convolution with one output channel per style patch).
 Departures: one resolution (the paper synthesises coarse to fine) and no rotated or scaled copies of the
@@ -30,14 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from .embedder import resize_short_side
-from .gatys import GatysResult
+from .gatys import GatysResult, PixelOptimConfig, optimize_pixels
 from .losses import content_loss, total_variation
 from .registry import load_model
 from .vgg import VGGEncoder
@@ -46,7 +45,7 @@ if TYPE_CHECKING:  # stylize.py imports this module to register the method
     from .stylize import StylizeConfig
 
 __all__ = ["MRF_WEIGHTS", "extract_patches", "nearest_patches", "matched_columns", "mrf_loss",
-           "PixelOptimConfig", "optimize_pixels", "MRFConfig", "mrf", "mrf_stylizer"]
+           "MRFConfig", "mrf", "mrf_stylizer"]
 
 #: the paper's MRF layers (Li & Wand 2016, sec. 4), equally weighted
 MRF_WEIGHTS: dict[str, float] = {"relu3_1": 1.0, "relu4_1": 1.0}
@@ -112,70 +111,6 @@ def mrf_loss(feats: Mapping[str, torch.Tensor], style_patches: Mapping[str, torc
         synth = F.unfold(feat, patches.shape[-1], stride=stride)
         total = total + w * F.mse_loss(synth, matched_columns(patches, index))
     return total
-
-
-@dataclass(frozen=True, kw_only=True)
-class PixelOptimConfig:
-    """How pixels are optimised (keyword-only fields), the loop of Gatys et al. 2016.
-
-    Attributes:
-        optimizer: ``lbfgs`` (Gatys's and Li & Wand's) or ``adam``.
-        steps: optimiser iterations (for L-BFGS, outer steps of ``lbfgs_inner`` evaluations each).
-        lr: step size; ``None`` picks 1.0 for L-BFGS (its initial step length) and 0.02 for Adam (pixels in 0..1).
-        lbfgs_inner: loss evaluations per L-BFGS step.
-        init: start from the ``content`` image or from uniform ``noise``.
-        seed: seeds the noise start.
-        device: ``cpu`` or ``cuda``.
-    """
-
-    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
-    steps: int = 30
-    lr: float | None = None
-    lbfgs_inner: int = 10
-    init: Literal["content", "noise"] = "content"
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in ("lbfgs", "adam") or self.init not in ("content", "noise"):
-            raise ValueError(f"{type(self).__name__}: optimizer must be lbfgs or adam and init content or noise, "
-                             f"got {self.optimizer!r} and {self.init!r}")
-        if self.steps < 1 or self.lbfgs_inner < 1:
-            raise ValueError(f"{type(self).__name__}: steps and lbfgs_inner must be >= 1")
-
-
-def optimize_pixels(content: torch.Tensor, objective: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-                    config: PixelOptimConfig, progress: bool = True, desc: str = "optimise") -> GatysResult:
-    """Minimise ``objective(x.clamp(0, 1))["total"]`` over the pixels x, starting from ``content`` (N, 3, H, W)
-    or seeded noise of its shape.
-
-    ``objective`` returns named loss terms, ``"total"`` first. L-BFGS uses the strong Wolfe line search. The
-    history has one row per evaluation with the terms in the objective's order.
-    """
-    if config.init == "content":
-        start = content.detach().clone(memory_format=torch.contiguous_format)
-    else:
-        start = torch.rand(content.shape, generator=torch.Generator().manual_seed(config.seed)).to(content.device)
-    x = start.requires_grad_(True)
-    history: list[list[float]] = []
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        terms = objective(x.clamp(0, 1))
-        terms["total"].backward()
-        history.append([float(v.detach()) for v in terms.values()])
-        return terms["total"]
-
-    if config.optimizer == "lbfgs":
-        opt: torch.optim.Optimizer = torch.optim.LBFGS([x], lr=config.lr or 1.0, max_iter=config.lbfgs_inner,
-                                                       history_size=50, line_search_fn="strong_wolfe")
-    else:
-        opt = torch.optim.Adam([x], lr=config.lr or 0.02)
-    bar = tqdm(range(config.steps), disable=not progress, desc=desc, unit="step")
-    for _ in bar:
-        opt.step(closure)
-        bar.set_postfix(loss=f"{history[-1][0]:.4g}")
-    return GatysResult(x.detach().clamp(0, 1), torch.tensor(history, dtype=torch.float64))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,7 +12,7 @@ patches, which needs L x C k^2 floats instead of L x P (L windows, P style patch
 The swapped activations become pixels in one of two ways (paper sec. 3.2 and 4):
 
 - **optimisation**: min_x ||Phi(x) - SS||^2 + tv_weight * TV(x), with L-BFGS from the content image
-  (:func:`~styleaxis.embed.mrf.optimize_pixels`);
+  (:func:`~styleaxis.embed.gatys.optimize_pixels`);
 - **inverse network** g: trained once, for any style, to minimise E ||Phi(g(z)) - z||^2 + tv_weight * TV(g(z))
   over z = Phi(c), Phi(s) and SS(Phi(c), Phi(s)) of random content and style crops (:func:`train_inverse`).
   Its architecture is the AdaIN decoder mirrored from the encoder at ``relu3_1`` (no normalisation layers;
@@ -33,7 +33,8 @@ from .adain import Decoder, load_decoder, save_decoder
 from .embedder import resize_short_side
 from .gatys import GatysResult
 from .losses import content_loss, total_variation
-from .mrf import PixelOptimConfig, extract_patches, matched_columns, nearest_patches, optimize_pixels
+from .gatys import PixelOptimConfig, optimize_pixels
+from .mrf import extract_patches, matched_columns, nearest_patches
 from .johnson import TrainResult, TrainRunConfig, train_and_export
 from .registry import load_model
 from .training import CropSampler, Trainer
@@ -63,7 +64,7 @@ def style_swap(content_feat: torch.Tensor, style_feat: torch.Tensor, patch_size:
 
 @dataclass(frozen=True, kw_only=True)
 class StyleSwapConfig(PixelOptimConfig):
-    """Settings of style swap; the optimisation decoding's are :class:`~styleaxis.embed.mrf.PixelOptimConfig`'s
+    """Settings of style swap; the optimisation decoding's are :class:`~styleaxis.embed.gatys.PixelOptimConfig`'s
     (unused with an inverse network).
 
     Attributes:

@@ -1,11 +1,19 @@
-"""Shared fixtures: a tiny labelled catalogue of real H.264 clips, embedded once by the real pipeline."""
+"""Shared fixtures: a tiny labelled catalogue of real H.264 clips, embedded once by the real pipeline;
+small photos and style images for the stylisation methods."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
+from skimage import data
 
 from styleaxis.demo import DemoConfig, make_catalogue
+from styleaxis.embed.cin import style_vector
+from styleaxis.embed.registry import load_model
+from styleaxis.embed.training import to_tensor, to_uint8
+from styleaxis.embed.vgg import VGGEncoder
 
 #: 3 photos x 2 cin26 styles, 96x64 px, 1.5 s at 8 fps with a key frame every 6 frames.
 TINY = DemoConfig(contents=3, styles=(2, 15), seconds=1.5, fps=8, gop=6, width=96, height=64)
@@ -73,3 +81,39 @@ def assert_same_rows():
             assert same(np.stack(got_k[name].to_numpy()), np.stack(want_k[name].to_numpy())), name
 
     return check
+
+
+@pytest.fixture(scope="session")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """Three content photos at 64 px (content/) and three style images (styles/): cin26 styles 2, 15 and 24
+    painted over the coffee photo."""
+    root = tmp_path_factory.mktemp("photos")
+    (root / "content").mkdir()
+    (root / "styles").mkdir()
+    for name, image in (("astronaut", data.astronaut()), ("rocket", data.rocket()),
+                        ("motorcycle", data.stereo_motorcycle()[0])):
+        Image.fromarray(image).resize((64, 64)).save(root / "content" / f"{name}.png")
+    cin26, coffee = load_model("cin26"), to_tensor(Image.fromarray(data.coffee()).resize((64, 64)))
+    styles = []
+    for style_id in (2, 15, 24):
+        with torch.no_grad():
+            image = cin26(coffee, style_vector(26, style_id=style_id))
+        styles.append(root / "styles" / f"cin{style_id:02d}.png")
+        Image.fromarray(to_uint8(image)[0]).save(styles[-1])
+    return root / "content", styles
+
+
+@pytest.fixture(scope="session")
+def encoder() -> VGGEncoder:
+    return load_model("vgg16-hed")
+
+
+@pytest.fixture(scope="session")
+def pair() -> tuple[torch.Tensor, torch.Tensor]:
+    """A cat photo (64 px) and cin26's style 8 painted over the coffee photo (80 px) as the style image."""
+    content = to_tensor(Image.fromarray(data.chelsea()).resize((64, 64), Image.BICUBIC))
+    weights = torch.zeros(26)
+    weights[8] = 1.0
+    with torch.no_grad():
+        style = load_model("cin26")(to_tensor(Image.fromarray(data.coffee()).resize((80, 80), Image.BICUBIC)), weights)
+    return content, style.clamp(0, 1)

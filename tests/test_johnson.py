@@ -12,35 +12,14 @@ from PIL import Image
 from skimage import data
 
 from styleaxis.cli_methods import commands
-from styleaxis.embed.cin import style_vector
 from styleaxis.embed.functional import gram
 from styleaxis.embed.johnson import (JOHNSON_STYLE_WEIGHTS, JohnsonTrainConfig, ResidualBlock, TransformerNet,
                                      johnson_stylizer, load_johnson, load_style_image, train_johnson)
 from styleaxis.embed.losses import gram_style_loss
 from styleaxis.embed.registry import load_model
-from styleaxis.embed.training import to_tensor, to_uint8
+from styleaxis.embed.training import to_tensor
 
 from test_mrf import stats_ratio
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
-    """Three content photos at 64 px (content/) and three style images (styles/): cin26 styles 2, 15 and 24
-    painted over the coffee photo."""
-    root = tmp_path_factory.mktemp("photos")
-    (root / "content").mkdir()
-    (root / "styles").mkdir()
-    for name, image in (("astronaut", data.astronaut()), ("rocket", data.rocket()),
-                        ("motorcycle", data.stereo_motorcycle()[0])):
-        Image.fromarray(image).resize((64, 64)).save(root / "content" / f"{name}.png")
-    cin26, coffee = load_model("cin26"), to_tensor(Image.fromarray(data.coffee()).resize((64, 64)))
-    styles = []
-    for style_id in (2, 15, 24):
-        with torch.no_grad():
-            image = cin26(coffee, style_vector(26, style_id=style_id))
-        styles.append(root / "styles" / f"cin{style_id:02d}.png")
-        Image.fromarray(to_uint8(image)[0]).save(styles[-1])
-    return root / "content", styles
 
 
 def _config(folders: tuple[Path, list[Path]], out: Path, steps: int, **kw) -> JohnsonTrainConfig:

@@ -7,33 +7,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from skimage import data
 
 import styleaxis.embed.mrf as mrf_module
 from styleaxis.embed.descriptors import STYLE_TAPS
 from styleaxis.embed.losses import in_stats_distance
-from styleaxis.embed.mrf import (MRFConfig, PixelOptimConfig, extract_patches, matched_columns, mrf, mrf_loss,
-                                 mrf_stylizer, nearest_patches, optimize_pixels)
-from styleaxis.embed.registry import load_model
-from styleaxis.embed.training import to_tensor
+from styleaxis.embed.gatys import PixelOptimConfig, optimize_pixels
+from styleaxis.embed.mrf import MRFConfig, extract_patches, matched_columns, mrf, mrf_loss, mrf_stylizer, nearest_patches
 from styleaxis.embed.vgg import VGGEncoder
-
-
-@pytest.fixture(scope="module")
-def encoder() -> VGGEncoder:
-    return load_model("vgg16-hed")
-
-
-@pytest.fixture(scope="module")
-def pair() -> tuple[torch.Tensor, torch.Tensor]:
-    """A cat photo (64 px) and cin26's style 8 painted over the coffee photo (80 px) as the style image."""
-    content = to_tensor(Image.fromarray(data.chelsea()).resize((64, 64), Image.BICUBIC))
-    weights = torch.zeros(26)
-    weights[8] = 1.0
-    with torch.no_grad():
-        style = load_model("cin26")(to_tensor(Image.fromarray(data.coffee()).resize((80, 80), Image.BICUBIC)), weights)
-    return content, style.clamp(0, 1)
 
 
 def stats_ratio(encoder: VGGEncoder, style: torch.Tensor, before: torch.Tensor, after: torch.Tensor) -> float:

@@ -16,8 +16,7 @@ from styleaxis.embed.mrf import extract_patches
 from styleaxis.embed.style_swap import (InverseTrainConfig, StyleSwapConfig, style_swap, swap_stylizer, swap_transfer,
                                         train_inverse)
 
-from test_johnson import folders  # noqa: F401  (shared fixtures: photos and styles, and a 64 px pair)
-from test_mrf import encoder, pair, stats_ratio  # noqa: F401
+from test_mrf import stats_ratio
 
 
 def test_swap_equals_the_papers_one_hot_transposed_convolution() -> None:

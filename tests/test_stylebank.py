@@ -21,7 +21,6 @@ from styleaxis.embed.stylebank import (STYLEBANK_STYLE_WEIGHTS, StyleBankNet, St
                                        stylebank_stylizer, train_stylebank)
 from styleaxis.embed.training import to_tensor
 
-from test_johnson import folders  # noqa: F401  (the shared photo and style fixture)
 
 
 def _config(folders: tuple[Path, list[Path]], out: Path, steps: int, styles: list[Path], **kw) -> StyleBankTrainConfig:
