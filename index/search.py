@@ -24,12 +24,12 @@ test grid with heavy leakage it finds 63% of the pairs against 91%
 (tests/test_index.py::test_dual_axis_ranking_survives_strong_leakage). The ceiling, not the
 ranking, is what enforces "different".
 
-Measured on the labelled demo catalogue (8 photos x 8 cin26 styles, real embeddings;
-bench/query.py --sections calibration), precision at R for same-style-different-content /
-same-content-different-style: plain single-axis cosine 0.875 / 0.998; uncalibrated
-cos_primary - cos_other 0.879 / 0.411; z_primary - z_other 0.719 / 0.893; this ranking with the
-ceiling at z 1.5: 0.895 / 0.971, at 2.0 (the default): 0.895 / 0.998; with CSLS at 2.0:
-0.908 / 0.991. So: calibrate before combining, combine by a ceiling rather than a difference, and
+Measured on the labelled demo catalogue (8 photos x 8 cin26 styles, real embeddings with the
+whitened content descriptor; bench/query.py --sections calibration), precision at R for
+same-style-different-content / same-content-different-style: plain single-axis cosine
+0.875 / 0.984; uncalibrated cos_primary - cos_other 0.882 / 0.335; z_primary - z_other
+0.717 / 0.828; this ranking with the ceiling at z 1.5: 0.893 / 0.964, at 2.0 (the default):
+0.895 / 0.984; with CSLS at 2.0: 0.906 / 0.989. So: calibrate before combining, combine by a ceiling rather than a difference, and
 CSLS is not worth its build-time k-NN pass by default.
 
 Duplicates (the query itself, byte-identical copies by content hash, and re-uploads: cosine >=
