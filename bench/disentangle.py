@@ -28,6 +28,7 @@ import platform
 import time
 from collections.abc import Callable
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from styleaxis.embed.content_head import HEAD_TAP, read_content_head
-from styleaxis.embed.descriptors import DESCRIPTORS, STYLE_TAPS, symmetric_grid_pool, whiten
+from styleaxis.embed.descriptors import CONTENT_WHITEN_EPS, DESCRIPTORS, STYLE_TAPS, symmetric_grid_pool, whiten
 from styleaxis.embed.embedder import EmbedConfig, Embedder, resize_short_side
 from styleaxis.embed.functional import calc_mean_std, instance_norm, l2_normalize
 from styleaxis.embed.registry import load_model, sha256_file
@@ -104,6 +105,9 @@ for _tap in EFFNET_CONTENT:
     if _tap != "head":  # whitening 1280 channels costs ~1 s per frame; on easy it scored P 0.88-0.89
         for _g in (3, 4):
             _add(f"eff.{_tap}.wct.grid{_g}sym", "content", "effnet-lite0", (_tap,), _pooled(_tap, whiten, _g, True))
+for _eps in (0.1, CONTENT_WHITEN_EPS, 1.0):  # whitening shrinkage (``wct`` above: 0.01)
+    _add(f"eff.stage5.wct{_eps:g}.grid4sym", "content", "effnet-lite0", ("stage5",),
+         _pooled("stage5", partial(whiten, eps=_eps), 4, True))
 for _tap in VGG_CONTENT:
     _add(f"vgg.{_tap}.gap", "content", "vgg16-hed", (_tap,), _gap(_tap))
     for _g in (2, 3, 4):
@@ -259,7 +263,7 @@ def lda(x: np.ndarray, fit: np.ndarray, labels: np.ndarray, k: int, shrink: floa
 
 
 #: the content default (styleaxis.embed.descriptors "content") and the runner-up, by name in PASS_VARIANTS
-CONTENT_DEFAULT, CONTENT_RUNNER_UP = "eff.stage5.wct.grid4sym", "eff.stage5.in.grid3sym"
+CONTENT_DEFAULT, CONTENT_RUNNER_UP = f"eff.stage5.wct{CONTENT_WHITEN_EPS:g}.grid4sym", "eff.stage5.in.grid3sym"
 #: the style axis the index builds by default, and the cheapest strong style variant
 STYLE_DEFAULT, STYLE_CHEAP = ("style_in", "style_cin"), "eff.style_in.s3"
 #: pass variants computed on the train split, for the subspace and LDA fits

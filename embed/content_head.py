@@ -49,14 +49,16 @@ __all__ = [
 HEAD_ENCODER, HEAD_TAP = "effnet-lite0", "stage5"
 #: config fields a resumed run may change; any other difference from the checkpoint is refused
 _RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "device"})
+#: whitening shrinkage the head's input is computed with (the v1 weights were trained on it)
+HEAD_WHITEN_EPS = 1e-2
 
 
 class ContentHead(nn.Module):
     """x = whiten(map) (WCT); y = x + W2 ReLU(W1 x) (1x1 convolutions, W2 starts at zero); grid pool; L2.
 
-    With W2 = 0 the head is exactly the ``content`` descriptor (same whitening, same mirror-symmetric
-    grid), so training starts from it and learns a correction; the output has ``in_channels`` values per
-    grid cell.
+    With W2 = 0 the head is the ``content`` descriptor as it was when v1 was trained (whitening shrinkage
+    :data:`HEAD_WHITEN_EPS` = 0.01; the descriptor now uses 0.3), with the same mirror-symmetric grid, so
+    training starts from it and learns a correction; the output has ``in_channels`` values per grid cell.
     """
 
     def __init__(self, in_channels: int = 112, hidden: int = 256, grid: int = CONTENT_GRID,
@@ -80,7 +82,7 @@ class ContentHead(nn.Module):
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         """Encoder map (N, in_channels, H, W) -> unit vectors (N, out_dim)."""
-        return self.correct(whiten(feat))
+        return self.correct(whiten(feat, HEAD_WHITEN_EPS))
 
 
 class ContentHeadEncoder(nn.Module):
@@ -244,7 +246,8 @@ class _HeadTrainer(Trainer):
         super().__init__(config)
         # whitening has no parameters and commutes with a mirror: do it once, not every step
         with torch.no_grad():
-            self.maps = [whiten(m.float()[None])[0] for m in _encode_items(items, self.encoder, config, progress)]
+            maps = _encode_items(items, self.encoder, config, progress)
+            self.maps = [whiten(m.float()[None], HEAD_WHITEN_EPS)[0] for m in maps]
         contents = sorted({c for _, c, _ in items})
         self.content_ids = torch.tensor([contents.index(c) for _, c, _ in items])
         # content -> style -> item indices, to draw each content in a shared set of styles

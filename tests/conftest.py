@@ -15,8 +15,10 @@ from styleaxis.embed.registry import load_model
 from styleaxis.embed.training import to_tensor, to_uint8
 from styleaxis.embed.vgg import VGGEncoder
 
-#: 3 photos x 2 cin26 styles, 96x64 px, 1.5 s at 8 fps with a key frame every 6 frames.
-TINY = DemoConfig(contents=3, styles=(2, 15), seconds=1.5, fps=8, gop=6, width=96, height=64)
+#: 3 photos x 2 cin26 styles, 192x128 px, 1.5 s at 8 fps with a key frame every 6 frames. Embedded at
+#: short side 128, so frames are not upscaled (a 96x64 thumbnail blown up to 128 carried too little
+#: content for the 6-clip catalogue to answer "same content" reliably).
+TINY = DemoConfig(contents=3, styles=(2, 15), seconds=1.5, fps=8, gop=6, width=192, height=128)
 
 
 @pytest.fixture(scope="session")

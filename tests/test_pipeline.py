@@ -42,7 +42,7 @@ def test_keyframe_vectors_have_schema_shapes_and_are_finite(embedded_run: Path, 
     keyframes = read_dataset(embedded_run, "keyframes")
     assert set(keyframes.video_id) == {p.stem for p in tiny_clips}
     assert keyframes.groupby("video_id").size().to_dict() == videos_n_keyframes(embedded_run)
-    assert (keyframes.width == 96).all() and (keyframes.height == 64).all()
+    assert (keyframes.width == 192).all() and (keyframes.height == 128).all()
     first = keyframes.sort_values(["video_id", "frame_index"]).groupby("video_id").head(1)
     assert (first.frame_index == 0).all() and (first.pts_s == 0.0).all()
     for name, dim in DIMS.items():
