@@ -35,8 +35,8 @@ CSLS is not worth its build-time k-NN pass by default.
 Duplicates (the query itself, byte-identical copies by content hash, and re-uploads: cosine >=
 duplicate_similarity on both axes) are never returned and are left out of the calibration
 reference. With the whitened content descriptor, re-encodes of a demo clip (CRF 35, 80x54, VP9)
-scored 0.88-0.99 style and 0.63-0.96 content (centred cosines) against their original, while the
-nearest distinct clips reached 0.85 style and 0.27 content; hence the default 0.55 on both axes
+scored 0.88-0.99 style and 0.68-0.97 content (centred cosines) against their original, while the
+nearest distinct clips reached 0.85 style and 0.33 content; hence the default 0.55 on both axes
 (content is the axis that separates them).
 """
 
