@@ -108,12 +108,12 @@ register(ModelRecord(
 
 register(ModelRecord(
     name="adain-decoder",
-    description="AdaIN decoder for vgg16-hed relu4_1 (Huang & Belongie 2017), v1: 700 CPU steps of "
+    description="AdaIN decoder for vgg16-hed relu4_1 (Huang & Belongie 2017), v2: 2000 CPU steps of "
                 "`styleaxis train adain` on sample photos and cin26/Magenta stylisations (weights/*.json)",
     package="styleaxis",
     module="styleaxis.embed",
-    relpath="weights/adain-decoder-vgg16hed-v1.pth",
-    sha256="c7095a6b70ef83bf7f0325105bb72b512b58d71139f8cba17fa6ed77d4326aa8",
+    relpath="weights/adain-decoder-vgg16hed-v2.pth",
+    sha256="14f3283d80fcbb526c62f4afb1415358152f876e2e6397765bcadaeeaf92b2bd",
     input_transform="vgg16-hed relu4_1 features (512 channels) -> RGB 0..1 (clamp); fp16 weights, run in fp32",
     taps=("relu4_1",),
     licence="trained by styleaxis; data: scikit-image and scikit-learn sample images and their stylisations",

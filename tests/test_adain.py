@@ -113,10 +113,10 @@ def test_alpha_zero_reproduces_the_content_up_to_decoder_error(model, images) ->
         out = model.stylize(content, images["cin24"], alpha=0.0)
     assert out.shape == content.shape
     score = ssim_batch(out, content)
-    # measured on these two unseen photos with adain-decoder-vgg16hed-v1 (700 CPU steps): SSIM 0.14 and 0.13,
-    # mean absolute error 0.23 (pixels in 0..1); a better trained decoder only raises SSIM
-    assert float(score.min()) > 0.10
-    assert float((out - content).abs().mean()) < 0.28
+    # measured on these two unseen photos with adain-decoder-vgg16hed-v2 (2000 CPU steps): SSIM 0.18 and 0.18,
+    # mean absolute error 0.21 (pixels in 0..1); v1 (700 steps) gave 0.14, 0.13 and 0.23
+    assert float(score.min()) > 0.15
+    assert float((out - content).abs().mean()) < 0.25
 
 
 def test_output_style_statistics_move_toward_the_style(model, images) -> None:
@@ -128,8 +128,8 @@ def test_output_style_statistics_move_toward_the_style(model, images) -> None:
         dist = {a: in_stats_distance(encoder(model.stylize(content, images["cin24"], alpha=a), STYLE_TAPS),
                                      target, STYLE_TAPS) for a in (0.0, 0.5, 1.0)}
     assert bool((dist[1.0] < dist[0.5]).all()) and bool((dist[0.5] < dist[0.0]).all())
-    ratio = dist[1.0] / own  # measured: 0.83 (cat), 0.58 (flower)
-    assert bool((ratio < 0.9).all()) and float(ratio.mean()) < 0.8
+    ratio = dist[1.0] / own  # measured with v2: 0.62 (cat), 0.46 (flower); v1: 0.83, 0.58
+    assert bool((ratio < 0.75).all()) and float(ratio.mean()) < 0.65
 
 
 def test_interpolation_and_masks(model, images) -> None:
