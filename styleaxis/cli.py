@@ -142,7 +142,6 @@ def _index_dir(path: Path) -> Path:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def query(index_dir: Path, video_id: str | None, image: Path | None, mode: str, k: int, as_json: bool) -> None:
     """Answer a query against an index directory (or a run directory holding index/)."""
-    from styleaxis.api import query_file
     from styleaxis.index.search import Searcher
 
     if (video_id is None) == (image is None):
@@ -151,6 +150,8 @@ def query(index_dir: Path, video_id: str | None, image: Path | None, mode: str, 
     if video_id is not None:
         results = searcher.search(video_id, mode=mode, k=k)
     else:
+        from styleaxis.api import query_file  # imports the embedding stack (and Beam); only --image needs it
+
         results = query_file(searcher, image, mode=mode, k=k)
     rows = [r.__dict__ for r in results]
     if as_json:

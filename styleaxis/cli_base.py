@@ -21,5 +21,7 @@ class CliGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except (FileNotFoundError, ValueError, KeyError, LookupError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            # a plain KeyError's str() is the repr of its key; subclasses with their own __str__ keep theirs
+            plain_key_error = isinstance(exc, KeyError) and type(exc).__str__ is KeyError.__str__ and exc.args
+            message = exc.args[0] if plain_key_error else str(exc)
             raise click.ClickException(str(message)) from exc
