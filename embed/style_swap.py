@@ -37,7 +37,7 @@ from .gatys import PixelOptimConfig, optimize_pixels
 from .mrf import extract_patches, matched_columns, nearest_patches
 from .johnson import TrainResult, TrainRunConfig, train_and_export
 from .registry import load_model
-from .training import CropSampler, Trainer
+from .training import Trainer, content_style_crops
 from .vgg import VGGEncoder
 
 if TYPE_CHECKING:  # stylize.py imports this module to register the method
@@ -141,13 +141,8 @@ class _InverseTrainer(Trainer):
         if config.crop % self.model.scale:
             raise ValueError(f"InverseTrainConfig.crop must be a multiple of {self.model.scale}, got {config.crop}")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.generators = {"content": torch.Generator().manual_seed(config.seed + 1),
-                           "style": torch.Generator().manual_seed(config.seed + 2)}
-        self.content = CropSampler(config.content_dir, config.resize, config.crop, self.generators["content"])
-        self.style = CropSampler(config.style_dir, config.resize, config.crop, self.generators["style"])
-        preview_rng = torch.Generator().manual_seed(config.seed + 3)
-        self.preview_pair = (CropSampler(config.content_dir, config.resize, config.crop, preview_rng).sample(2),
-                             CropSampler(config.style_dir, config.resize, config.crop, preview_rng).sample(2))
+        self.generators, self.content, self.style, self.preview_pair = content_style_crops(
+            config.content_dir, config.style_dir, config.resize, config.crop, config.seed)
 
     def _targets(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """Phi(c), Phi(s) and the swap of each content crop with its style crop, stacked."""

@@ -30,7 +30,7 @@ from .descriptors import STYLE_TAPS
 from .functional import adain, calc_mean_std
 from .losses import content_loss, in_style_loss
 from .registry import resolve_weights
-from .training import CropSampler, Trainer, export_model, fit
+from .training import Trainer, content_style_crops, export_model, fit
 
 __all__ = ["AdaINTrainConfig", "AdaINTrainResult", "train_adain"]
 
@@ -107,14 +107,8 @@ class _AdaINTrainer(Trainer):
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: 1.0 / (1.0 + config.lr_decay * step))
-        self.generators = {"content": torch.Generator().manual_seed(config.seed + 1),
-                           "style": torch.Generator().manual_seed(config.seed + 2)}
-        self.content = CropSampler(config.content_dir, config.resize, config.crop, self.generators["content"])
-        self.style = CropSampler(config.style_dir, config.resize, config.crop, self.generators["style"])
-        # a fixed preview pair from its own generator, so previews never shift the training stream
-        preview_rng = torch.Generator().manual_seed(config.seed + 3)
-        self.preview_pair = (CropSampler(config.content_dir, config.resize, config.crop, preview_rng).sample(2),
-                             CropSampler(config.style_dir, config.resize, config.crop, preview_rng).sample(2))
+        self.generators, self.content, self.style, self.preview_pair = content_style_crops(
+            config.content_dir, config.style_dir, config.resize, config.crop, config.seed)
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
         """Decoder output and the two loss terms for one batch (paper eq. 11-13)."""

@@ -25,7 +25,8 @@ from tqdm import tqdm
 from .registry import load_model
 
 __all__ = [
-    "IMAGE_SUFFIXES", "list_images", "load_rgb", "to_tensor", "to_uint8", "CropSampler", "Checkpoints",
+    "IMAGE_SUFFIXES", "list_images", "load_rgb", "to_tensor", "to_uint8", "CropSampler", "content_style_crops",
+    "Checkpoints",
     "write_text", "write_json", "save_image_grid", "Trainer", "fit", "export_model",
 ]
 
@@ -106,6 +107,22 @@ class CropSampler:
             left = int(torch.randint(w - self.crop + 1, (1,), generator=self.generator))
             crops.append(image[:, top: top + self.crop, left: left + self.crop])
         return torch.stack(crops)
+
+
+def content_style_crops(
+    content_dir: str | os.PathLike[str], style_dir: str | os.PathLike[str], resize: int, crop: int, seed: int,
+) -> tuple[dict[str, torch.Generator], CropSampler, CropSampler, tuple[torch.Tensor, torch.Tensor]]:
+    """Seeded crop streams for trainers that see content and style images (AdaIN, style swap's inverse
+    network): (generators to checkpoint, content sampler, style sampler, a fixed preview pair of 2 content
+    and 2 style crops). The preview pair comes from a generator of its own, so previews never shift the
+    training stream."""
+    generators = {"content": torch.Generator().manual_seed(seed + 1), "style": torch.Generator().manual_seed(seed + 2)}
+    content = CropSampler(content_dir, resize, crop, generators["content"])
+    style = CropSampler(style_dir, resize, crop, generators["style"])
+    preview_rng = torch.Generator().manual_seed(seed + 3)
+    preview = (CropSampler(content_dir, resize, crop, preview_rng).sample(2),
+               CropSampler(style_dir, resize, crop, preview_rng).sample(2))
+    return generators, content, style, preview
 
 
 def write_text(path: Path, text: str) -> None:
