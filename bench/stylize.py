@@ -112,7 +112,7 @@ def main() -> None:
         c = sum(q[1] for q in quality[name]) / len(quality[name])
         print(f"| {name} | " + " | ".join(speed[name][s] for s in sizes) + f" | {SEED[name]} | {e:.2f} | {c:.3f} |")
     e0 = sum(b[0] for b in baseline) / len(baseline)
-    print(f"| (content, unstylised) | " + " | ".join("-" for _ in sizes) + f" | - | {e0:.2f} | 1.000 |")
+    print("| (content, unstylised) | " + " | ".join("-" for _ in sizes) + f" | - | {e0:.2f} | 1.000 |")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def run_demo(out_dir: str | Path, *, query_clip: str = "astronaut__style08", k: 
             _precision(searcher, ids, "same-style-different-content", k, lambda q, r: style_of(q) == style_of(r)),
         f"same-style-different-content: share of top-{k} with another content":
             _precision(searcher, ids, "same-style-different-content", k, lambda q, r: content_of(q) != content_of(r)),
-        f"same-content-different-style: share of top-3 with the query's content":
+        "same-content-different-style: share of top-3 with the query's content":
             _precision(searcher, ids, "same-content-different-style", 3, lambda q, r: content_of(q) == content_of(r)),
     }
     echo("\nprecision over every clip as a query:")
