@@ -37,7 +37,7 @@ from tqdm import tqdm
 from styleaxis.embed.embedder import EmbedConfig, Embedder, video_vector
 from styleaxis.embed.stylize import StylizeConfig, make_stylizer
 
-from .io import atomic_write, load_image, to_hwc_uint8
+from .io import atomic_write, load_image, read_path_table, to_hwc_uint8
 
 __all__ = [
     "PHOTOS", "FILTERS", "SPLITS", "CATALOG_COLUMNS", "VIDEO_SUFFIXES", "CatalogConfig", "photo", "apply_style",
@@ -409,21 +409,8 @@ def build_catalog(out_dir: str | os.PathLike[str], config: CatalogConfig = Catal
 def read_catalog(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
     """A labelled catalogue CSV -> DataFrame with absolute ``path``, ``content``, ``style`` (strings) and
     ``kind`` (``image`` or ``video`` by file suffix). Relative paths are relative to the CSV's folder."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"catalogue CSV not found: {csv_path}")
-    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    missing = [c for c in CATALOG_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{csv_path}: missing columns {missing}; expected {', '.join(CATALOG_COLUMNS)}, "
-                         f"got {', '.join(map(str, table.columns))}")
-    if table.empty:
-        raise ValueError(f"{csv_path}: no rows")
-    for column in CATALOG_COLUMNS:
-        empty = table.index[table[column].str.strip() == ""].tolist()
-        if empty:
-            raise ValueError(f"{csv_path}: column {column!r} is empty in data rows {[i + 1 for i in empty[:5]]}")
-    paths = [Path(p) if Path(p).is_absolute() else csv_path.parent / p for p in table["path"]]
+    table = read_path_table(csv_path, CATALOG_COLUMNS, ("path",), "catalogue")
+    paths = [Path(p) for p in table["path"]]
     absent = [str(p) for p in paths if not p.is_file()]
     if absent:
         raise FileNotFoundError(f"{csv_path}: {len(absent)} listed files not found, e.g. {absent[0]}")

@@ -55,8 +55,9 @@ from tqdm import tqdm
 
 from styleaxis.embed.embedder import resize_short_side
 from styleaxis.embed.registry import WeightsError, load_model
+from styleaxis.embed.training import IMAGE_SUFFIXES
 
-from .io import Color, ImageLike, load_image, to_color
+from .io import Color, ImageLike, load_image, read_path_table, to_color
 from .ssim import ssim
 
 __all__ = [
@@ -310,23 +311,7 @@ def read_triplets(csv_path: str | os.PathLike) -> pd.DataFrame:
 
     Relative paths are taken relative to the CSV's folder, so a run directory can be moved whole.
     """
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"triplet CSV not found: {csv_path}")
-    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    missing = [c for c in TRIPLET_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{csv_path}: missing columns {missing}; expected {list(TRIPLET_COLUMNS)}[, method], "
-                         f"got {list(table.columns)}")
-    for col in TRIPLET_COLUMNS:
-        empty = table.index[table[col].str.strip() == ""].tolist()
-        if empty:
-            raise ValueError(f"{csv_path}: row {empty[0] + 2} has an empty {col!r} path")
-        table[col] = [str(p if p.is_absolute() else (csv_path.parent / p)) for p in map(Path, table[col])]
-    return table
-
-
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+    return read_path_table(csv_path, TRIPLET_COLUMNS, TRIPLET_COLUMNS, "triplet")
 
 
 def match_triplets(content: str | os.PathLike, style: str | os.PathLike, stylized: str | os.PathLike,
@@ -347,9 +332,9 @@ def match_triplets(content: str | os.PathLike, style: str | os.PathLike, stylize
         rows = [(content, style, stylized)]
         default_method = "stylized"
     else:
-        targets = sorted(p for p in stylized.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+        targets = sorted(p for p in stylized.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not targets:
-            raise ValueError(f"{stylized}: no images ({', '.join(_IMAGE_SUFFIXES)})")
+            raise ValueError(f"{stylized}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         rows = [(_partner(content, t.stem), _partner(style, t.stem), t) for t in targets]
         default_method = stylized.name
     table = pd.DataFrame([[str(c), str(s), str(x)] for c, s, x in rows], columns=list(TRIPLET_COLUMNS))
@@ -360,7 +345,7 @@ def match_triplets(content: str | os.PathLike, style: str | os.PathLike, stylize
 def _partner(where: Path, stem: str) -> Path:
     if where.is_file():
         return where
-    found = [p for p in where.iterdir() if p.stem == stem and p.suffix.lower() in _IMAGE_SUFFIXES]
+    found = [p for p in where.iterdir() if p.stem == stem and p.suffix.lower() in IMAGE_SUFFIXES]
     if len(found) != 1:
         what = "no image" if not found else f"{len(found)} images"
         raise ValueError(f"{where}: {what} named {stem}.* to pair with the stylised {stem}")

@@ -1,4 +1,5 @@
-"""Image loading for the metrics: tensors, arrays, PIL images and paths become one tensor layout.
+"""Image loading for the metrics (tensors, arrays, PIL images and paths become one tensor layout), and
+the file helpers of the eval package: CSV tables of image paths, atomic writes.
 
 Every metric in ``styleaxis.eval`` accepts any :data:`ImageLike` and converts it here to a float32
 ``(C, H, W)`` tensor in 0..1 with C = 3 (RGB) or 1 (grey). Layout conventions follow each library:
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, Union
 
 import numpy as np
 import torch
+import pandas as pd
 from PIL import Image
 
 __all__ = ["ImageLike", "Color", "LUMA_WEIGHTS", "load_image", "to_color", "to_hwc_uint8", "atomic_write"]
@@ -138,3 +140,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         raise
     return path
 
+
+
+def read_path_table(csv_path: str | os.PathLike, required: Sequence[str], path_columns: Sequence[str],
+                    what: str) -> pd.DataFrame:
+    """A CSV whose ``required`` columns are all non-empty strings, with ``path_columns`` made absolute
+    (relative paths are taken relative to the CSV's folder, so a folder can be moved whole).
+
+    Errors name the file and what was expected: a missing CSV, missing columns, no rows, and the
+    first data rows where a required column is empty. ``what`` names the table in those messages.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"{what} CSV not found: {csv_path}")
+    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise ValueError(f"{csv_path}: missing columns {missing}; expected {', '.join(required)}, "
+                         f"got {', '.join(map(str, table.columns))}")
+    if table.empty:
+        raise ValueError(f"{csv_path}: no rows")
+    for column in required:
+        empty = table.index[table[column].str.strip() == ""].tolist()
+        if empty:
+            raise ValueError(f"{csv_path}: column {column!r} is empty in data rows {[i + 1 for i in empty[:5]]}")
+    for column in path_columns:
+        table[column] = [str(p if p.is_absolute() else csv_path.parent / p) for p in map(Path, table[column])]
+    return table
