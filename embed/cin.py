@@ -20,7 +20,7 @@ CIN files are ``torch.save`` dicts read with ``weights_only=True``:
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -28,13 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .functional import gram
-from .losses import content_loss, gram_style_loss, total_variation
 from .magenta import MultiStyleCIN
 from .registry import load_model, resolve_weights
-from .training import CropSampler, Trainer, export_model, fit, list_images, load_rgb, to_tensor
+from .perceptual import PerceptualTrainConfig, TrainResult, train_and_export
+from .training import CropSampler, Trainer, list_images
 
-__all__ = ["CIN_FORMAT", "CINNet", "save_cin", "load_cin", "style_vector", "CINTrainConfig", "CINTrainResult",
+__all__ = ["CIN_FORMAT", "CINNet", "save_cin", "load_cin", "style_vector", "CINTrainConfig",
            "train_cin"]
 
 CIN_FORMAT = "styleaxis-cin/1"
@@ -130,71 +129,32 @@ def load_cin(path: str | os.PathLike[str]) -> CINNet:
     return model.eval()
 
 
-#: Johnson et al. 2016's style taps, as Dumoulin et al. use them (VGG-16 conv1..conv4 block outputs)
-CIN_STYLE_WEIGHTS: dict[str, float] = {"relu1_2": 0.25, "relu2_2": 0.25, "relu3_3": 0.25, "relu4_3": 0.25}
-#: config fields a resumed run may change
-_RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "preview_every", "device"})
-
-
-@dataclass(frozen=True)
-class CINTrainConfig:
-    """How to train an N-style CIN network.
+@dataclass(frozen=True, kw_only=True)
+class CINTrainConfig(PerceptualTrainConfig):
+    """How to train an N-style CIN network; the run's and the loss's settings are
+    :class:`~styleaxis.embed.perceptual.PerceptualTrainConfig`'s, with Dumoulin et al.'s content tap
+    (``relu3_3``) and batch 8 as defaults (paper: batch 16, lr 1e-3, 40k steps).
 
     Attributes:
         styles: style image files, one style each (a folder contributes each image in it).
-        content_dir: folder of content images (searched recursively).
-        out_dir: run folder: checkpoints/, previews/, cin.pth, cin.json, losses.json.
-        encoder: registry name of the VGG defining the losses.
-        content_tap / style_weights: the loss taps and per-tap weights (Johnson et al. 2016).
-        content_weight / style_weight / tv_weight: weights of the three loss terms.
-        resize / crop: content images' short side, then random square crops (paper: 256 crops).
-        style_size: short side the style images are resized to before their Gram matrices.
-        batch_size / lr / steps: Adam settings (paper: batch 16, lr 1e-3, 40k steps).
         init: ``cin26`` (its body, new rows at the mean of its tables) or ``random``.
         train_body: train the convolutions too, not only the gamma/beta tables.
-        checkpoint_every / preview_every / seed / device: as in AdaIN training.
     """
 
     styles: tuple[str, ...]
-    content_dir: str
-    out_dir: str
-    encoder: str = "vgg16-hed"
     content_tap: str = "relu3_3"
-    style_weights: dict[str, float] = field(default_factory=lambda: dict(CIN_STYLE_WEIGHTS))
-    content_weight: float = 1.0
-    style_weight: float = 10.0
-    tv_weight: float = 0.0
-    resize: int = 512
-    crop: int = 256
-    style_size: int = 256
     batch_size: int = 8
-    lr: float = 1e-3
-    steps: int = 40_000
     init: Literal["cin26", "random"] = "cin26"
     train_body: bool = False
-    checkpoint_every: int = 1000
-    preview_every: int = 500
-    seed: int = 0
-    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.init not in ("cin26", "random"):
             raise ValueError(f"CINTrainConfig.init must be 'cin26' or 'random', got {self.init!r}")
         if self.init == "random" and not self.train_body:
             raise ValueError("CINTrainConfig: a random body must be trained (train_body=True)")
         if not self.styles:
             raise ValueError("CINTrainConfig.styles: give at least one style image")
-
-
-@dataclass(frozen=True)
-class CINTrainResult:
-    """The exported network file, its sha256, the last step and the loss history
-    (columns total, content, style, tv)."""
-
-    model_path: Path
-    sha256: str
-    step: int
-    history: torch.Tensor
 
 
 def _style_files(styles: tuple[str, ...]) -> list[Path]:
@@ -230,33 +190,15 @@ class _CINTrainer(Trainer):
         self.generators = {"content": torch.Generator().manual_seed(config.seed + 1),
                            "style": torch.Generator().manual_seed(config.seed + 2)}
         self.content = CropSampler(config.content_dir, config.resize, config.crop, self.generators["content"])
-        taps = tuple(config.style_weights)
-        with torch.no_grad():
-            per_style = [self.encoder(self._style_image(f), taps) for f in files]
-        self.grams = {t: torch.cat([gram(feats[t]) for feats in per_style]) for t in taps}
+        self.loss = config.perceptual_loss(self.encoder, files)
         self.preview_content = CropSampler(config.content_dir, config.resize, config.crop,
                                            torch.Generator().manual_seed(config.seed + 3)).sample(2)
 
-    def _style_image(self, path: Path) -> torch.Tensor:
-        image = load_rgb(path)
-        scale = self.config.style_size / min(image.size)
-        image = image.resize((max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))))
-        return to_tensor(image).to(self.device)
-
     def losses(self) -> dict[str, torch.Tensor]:
-        c = self.config
-        content = self.content.sample(c.batch_size).to(self.device)
-        ids = torch.randint(self.model.num_styles, (c.batch_size,), generator=self.generators["style"])
+        content = self.content.sample(self.config.batch_size).to(self.device)
+        ids = torch.randint(self.model.num_styles, (len(content),), generator=self.generators["style"])
         out = self.model(content, F.one_hot(ids, self.model.num_styles).float().to(self.device))
-        taps = tuple(dict.fromkeys((c.content_tap, *c.style_weights)))
-        feats = self.encoder(out, taps)
-        with torch.no_grad():
-            target = self.encoder(content, (c.content_tap,))[c.content_tap]
-        loss_c = content_loss(feats[c.content_tap], target)
-        loss_s = gram_style_loss(feats, {t: g[ids.to(g.device)] for t, g in self.grams.items()}, c.style_weights)
-        loss_tv = total_variation(out)
-        total = c.content_weight * loss_c + c.style_weight * loss_s + c.tv_weight * loss_tv
-        return {"total": total, "content": loss_c, "style": loss_s, "tv": loss_tv}
+        return self.loss(out, content, ids)
 
     def preview(self) -> list[torch.Tensor]:
         content = self.preview_content.to(self.device)
@@ -265,16 +207,10 @@ class _CINTrainer(Trainer):
                                        .to(self.device)) for i in shown]
 
 
-def train_cin(config: CINTrainConfig, progress: bool = True, resume: bool = True) -> CINTrainResult:
-    """Train (or resume training) an N-style CIN network; returns the exported ``cin.pth`` and losses."""
-    out = Path(config.out_dir)
+def train_cin(config: CINTrainConfig, progress: bool = True, resume: bool = True) -> TrainResult:
+    """Train (or resume training) an N-style CIN network; returns the exported ``cin.pth`` and the loss
+    history (columns total, content, style, tv)."""
     trainer = _CINTrainer(config)
-    identity = {"encoder": config.encoder, "encoder_sha256": resolve_weights(config.encoder)[1]}
-    if config.init == "cin26":
-        identity["init_sha256"] = resolve_weights("cin26")[1]
-    summary = fit(trainer, config, out, identity, progress=progress, resume=resume,
-                  resumable=_RESUMABLE_CHANGES, desc="train cin")
-    path = save_cin(trainer.model, out / "cin.pth")
-    digest = export_model(path, {"step": trainer.step, "styles": trainer.model.styles,
-                                 "config": asdict(config), **summary})
-    return CINTrainResult(path, digest, trainer.step, torch.tensor(trainer.history).reshape(-1, 4))
+    identity = {"init_sha256": resolve_weights("cin26")[1]} if config.init == "cin26" else {}
+    return train_and_export(trainer, config, save_cin, "cin.pth", progress, resume, desc="train cin",
+                            identity=identity, sidecar={"styles": trainer.model.styles})

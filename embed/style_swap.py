@@ -35,7 +35,7 @@ from .gatys import GatysResult
 from .losses import content_loss, total_variation
 from .gatys import PixelOptimConfig, optimize_pixels
 from .mrf import extract_patches, matched_columns, nearest_patches
-from .johnson import TrainResult, TrainRunConfig, train_and_export
+from .perceptual import TrainResult, TrainRunConfig, train_and_export
 from .registry import load_model
 from .training import Trainer, content_style_crops
 from .vgg import VGGEncoder
@@ -115,7 +115,7 @@ def swap_transfer(content: torch.Tensor, style: torch.Tensor, config: StyleSwapC
 @dataclass(frozen=True, kw_only=True)
 class InverseTrainConfig(TrainRunConfig):
     """How to train a style-swap inverse network (Chen & Schmidt 2016, sec. 3.2); the run settings are
-    :class:`~styleaxis.embed.johnson.TrainRunConfig`'s (each content/style pair gives three targets: Phi(c),
+    :class:`~styleaxis.embed.perceptual.TrainRunConfig`'s (each content/style pair gives three targets: Phi(c),
     Phi(s) and their swap).
 
     Attributes:

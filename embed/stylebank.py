@@ -8,7 +8,7 @@ the encoder's features: O_i = D(K_i(E(I))). Weights w over the banks fuse styles
 D(sum_i w_i K_i(E(I))) (paper sec. 4, "linear fusion").
 
 Training alternates two branches (paper sec. 3.3, "(T+1)-step" strategy): ``alternate`` = T steps of the
-stylising branch E -> K_i -> D with the perceptual loss of Johnson et al. (:class:`~styleaxis.embed.johnson.PerceptualLoss`;
+stylising branch E -> K_i -> D with the perceptual loss of Johnson et al. (:class:`~styleaxis.embed.perceptual.PerceptualLoss`;
 the paper's layers: content ``relu4_2``, style ``relu1_2, relu2_2, relu3_2, relu4_2``), each sample with a
 random style, then one step of the auto-encoder branch E -> D with the identity loss mean((D(E(I)) - I)^2),
 which updates only E and D and keeps them free of style. The identity loss is weighted (``reconstruction_weight``)
@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cin import _style_files, style_vector
-from .johnson import (PerceptualTrainConfig, TrainResult, conv_block, decoder_layers, encoder_layers, read_network,
-                      run_padded, save_network, train_and_export)
+from .johnson import conv_block, decoder_layers, encoder_layers, read_network, run_padded, save_network
+from .perceptual import PerceptualTrainConfig, TrainResult, train_and_export
 from .registry import sha256_file
 from .training import CropSampler, Trainer
 
@@ -126,7 +126,7 @@ def load_stylebank(path: str | os.PathLike[str]) -> StyleBankNet:
 @dataclass(frozen=True, kw_only=True)
 class StyleBankTrainConfig(PerceptualTrainConfig):
     """How to train a StyleBank network, or add styles to one; the other fields are
-    :class:`~styleaxis.embed.johnson.PerceptualTrainConfig`'s, with the paper's loss layers as defaults.
+    :class:`~styleaxis.embed.perceptual.PerceptualTrainConfig`'s, with the paper's loss layers as defaults.
 
     Attributes:
         styles: style image files or folders (each image one style); with ``base_model``, the styles to add.

@@ -13,9 +13,10 @@ from skimage import data
 
 from styleaxis.cli_methods import commands
 from styleaxis.embed.functional import gram
-from styleaxis.embed.johnson import (JOHNSON_STYLE_WEIGHTS, JohnsonTrainConfig, ResidualBlock, TransformerNet,
-                                     johnson_stylizer, load_johnson, load_style_image, train_johnson)
+from styleaxis.embed.johnson import (JohnsonTrainConfig, ResidualBlock, TransformerNet, johnson_stylizer, load_johnson,
+                                     train_johnson)
 from styleaxis.embed.losses import gram_style_loss
+from styleaxis.embed.perceptual import PERCEPTUAL_STYLE_WEIGHTS, load_style_image
 from styleaxis.embed.registry import load_model
 from styleaxis.embed.training import to_tensor
 
@@ -44,7 +45,7 @@ def test_transformer_keeps_any_size_and_the_range() -> None:
     assert out.shape == x.shape and 0.0 <= float(out.min()) and float(out.max()) <= 1.0
     with pytest.raises(ValueError, match="RGB"):
         net(torch.rand(1, 4, 8, 8))
-    assert JOHNSON_STYLE_WEIGHTS == {"relu1_2": 0.25, "relu2_2": 0.25, "relu3_3": 0.25, "relu4_3": 0.25}
+    assert PERCEPTUAL_STYLE_WEIGHTS == {"relu1_2": 0.25, "relu2_2": 0.25, "relu3_3": 0.25, "relu4_3": 0.25}
 
 
 @pytest.mark.slow  # eight training steps: ~25 s of CPU

@@ -14,7 +14,8 @@ from skimage import data
 from styleaxis.cli_methods import commands
 from styleaxis.embed.cin import style_vector
 from styleaxis.embed.functional import gram
-from styleaxis.embed.johnson import TrainResult, load_style_image, run_padded
+from styleaxis.embed.johnson import run_padded
+from styleaxis.embed.perceptual import TrainResult, load_style_image
 from styleaxis.embed.losses import gram_style_loss
 from styleaxis.embed.registry import load_model
 from styleaxis.embed.stylebank import (STYLEBANK_STYLE_WEIGHTS, StyleBankNet, StyleBankTrainConfig, load_stylebank,
