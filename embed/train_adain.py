@@ -29,6 +29,7 @@ from .adain import ADAIN_TAP, Decoder, save_decoder
 from .descriptors import STYLE_TAPS
 from .functional import adain, calc_mean_std
 from .losses import content_loss, in_style_loss
+from .perceptual import TrainRunConfig
 from .registry import resolve_weights
 from .training import Trainer, content_style_crops, export_model, fit
 
@@ -38,50 +39,33 @@ __all__ = ["AdaINTrainConfig", "AdaINTrainResult", "train_adain"]
 _RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "preview_every", "device", "half"})
 
 
-@dataclass(frozen=True)
-class AdaINTrainConfig:
-    """How to train an AdaIN decoder. Defaults are the paper's recipe.
+@dataclass(frozen=True, kw_only=True)
+class AdaINTrainConfig(TrainRunConfig):
+    """How to train an AdaIN decoder; the run's settings are
+    :class:`~styleaxis.embed.perceptual.TrainRunConfig`'s, with the paper's recipe as defaults (batch 8,
+    Adam lr 1e-4, 160k steps of 256 crops from images resized to 512).
 
     Attributes:
-        content_dir / style_dir: folders of images (searched recursively).
-        out_dir: run folder: checkpoints/, previews/, decoder.pth, decoder.json, losses.json.
-        encoder: registry name of the fixed encoder (``vgg16-hed`` offline, ``vgg19`` when present).
-        resize / crop: short side images are resized to, then the random square crop's side.
-        batch_size: content/style pairs per step.
-        lr / lr_decay: Adam learning rate, decayed as lr / (1 + lr_decay * step).
+        style_dir: folder of style images (searched recursively); crops are taken as from the content.
+        lr_decay: the learning rate is decayed as lr / (1 + lr_decay * step).
         content_weight / style_weight: loss weights (paper: 1 and 10, for VGG19 ``vgg_normalised``, whose
             activations are rescaled to mean ~1). ``vgg16-hed`` keeps Caffe-scale activations (mean relu1_1
             ~17, relu4_1 ~5 on photos), which makes the style term far larger for the same weight: the
             shipped decoder used 0.1, where content and style terms start comparable.
-        steps: total optimisation steps (a resumed run continues up to this number).
-        checkpoint_every / preview_every: steps between checkpoints and preview images (0: never).
-        seed: seeds the decoder's initialisation and every crop.
-        device: ``cpu`` or ``cuda``.
         half: store the exported decoder.pth in fp16 (half the size; checkpoints stay fp32).
     """
 
-    content_dir: str
     style_dir: str
-    out_dir: str
-    encoder: str = "vgg16-hed"
-    resize: int = 512
-    crop: int = 256
     batch_size: int = 8
     lr: float = 1e-4
     lr_decay: float = 5e-5
     content_weight: float = 1.0
     style_weight: float = 10.0
     steps: int = 160_000
-    checkpoint_every: int = 1000
-    preview_every: int = 500
-    seed: int = 0
-    device: str = "cpu"
     half: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("resize", "crop", "batch_size", "steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"AdaINTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        super().__post_init__()
         if self.crop % 8:
             raise ValueError(f"AdaINTrainConfig.crop must be a multiple of 8 (the decoder's scale), got {self.crop}")
 
