@@ -13,8 +13,8 @@ from torch import nn
 
 __all__ = ["EFFNET_TAPS", "EffNetEncoder", "load_effnet_lite0"]
 
-#: tap name -> index of the last MBConv block of that stage (stride 8, 16, 32); "head" is the 1x1 head conv.
-EFFNET_TAPS: dict[str, int] = {"stage3": 4, "stage5": 10, "stage6": 14, "stage7": 15}
+#: tap name -> index of the last MBConv block of that stage (stride 8, 16, 16, 32, 32); "head" is the 1x1 head conv.
+EFFNET_TAPS: dict[str, int] = {"stage3": 4, "stage4": 7, "stage5": 10, "stage6": 14, "stage7": 15}
 
 
 class EffNetEncoder(nn.Module):

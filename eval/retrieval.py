@@ -34,16 +34,18 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..embed.relative import RELATIVE_DESCRIPTORS, RelativeConfig, content_relative, nearest_rows
 from .io import atomic_write
 
 __all__ = [
-    "Axis", "DEFAULT_AXES", "PRECISION_NAMES", "axis_of", "axis_matrix", "per_query_metrics", "summarize",
+    "Axis", "DEFAULT_AXES", "PRECISION_NAMES", "axis_of", "axis_matrix", "relative_blocks", "per_query_metrics",
+    "summarize",
     "RetrievalReport", "evaluate", "plot_per_style",
 ]
 
 Axis = Literal["style", "content"]
-#: the axes the index builds by default (styleaxis.index.build): style = style_in + style_cin, content = content
-DEFAULT_AXES: dict[str, tuple[str, ...]] = {"style": ("style_in", "style_cin"), "content": ("content",)}
+#: the axes the index builds by default (styleaxis.index.build): style = style_eff (content-relative), content = content
+DEFAULT_AXES: dict[str, tuple[str, ...]] = {"style": ("style_eff",), "content": ("content",)}
 PRECISION_NAMES: dict[str, str] = {"style": "SSDC-P@{k}", "content": "SCDS-P@{k}"}
 _METRICS = ("precision", "ap", "leakage")
 
@@ -71,6 +73,23 @@ def axis_matrix(blocks: Sequence[np.ndarray], center: bool = True) -> np.ndarray
             raise ValueError(f"block {i}: expected an ({n}, D) matrix, got shape {b.shape}")
         parts.append(_unit_rows(b - b.mean(axis=0) if center else b))
     return (np.concatenate(parts, axis=1) / np.sqrt(len(parts))).astype(np.float32)
+
+
+def relative_blocks(vectors: Mapping[str, np.ndarray], names: Sequence[str], content: Sequence[str],
+                    config: RelativeConfig | None = None) -> list[np.ndarray]:
+    """The blocks of an axis as the index builds them: descriptors of
+    :data:`~styleaxis.embed.relative.RELATIVE_DESCRIPTORS` are replaced by their residual against their
+    ``config.k`` nearest catalogue items on the axis made of the ``content`` descriptors."""
+    if not any(name in RELATIVE_DESCRIPTORS for name in names):
+        return [vectors[name] for name in names]
+    if not content:
+        raise ValueError(f"descriptors {sorted(RELATIVE_DESCRIPTORS & set(names))} are content-relative and need "
+                         "a content axis; none of the content descriptors is in the vectors")
+    config = config or RelativeConfig()
+    reference = axis_matrix([vectors[name] for name in content])
+    neighbours = nearest_rows(reference, reference, config.k)
+    return [content_relative(vectors[name], vectors[name], neighbours, config.eps)[0]
+            if name in RELATIVE_DESCRIPTORS else vectors[name] for name in names]
 
 
 def _expected_ap(relevant: int, ranked: int) -> float:
@@ -193,7 +212,8 @@ def evaluate(vectors: Mapping[str, np.ndarray], contents: Sequence[Any] | np.nda
     ``axes`` maps "style" and "content" to the descriptors combined into that axis (default: those of
     :data:`DEFAULT_AXES` present in ``vectors``, else every present descriptor of that axis, by
     :func:`axis_of`). With ``singles``, each descriptor of a multi-descriptor axis also gets a row of its
-    own. Every block is centred on the catalogue and L2-normalised, as the index does.
+    own. Every block is centred on the catalogue and L2-normalised, as the index does, after the
+    content-relative step of :func:`relative_blocks` (neighbours on the content axis of ``axes``).
     """
     if axes is None:
         axes = {}
@@ -205,14 +225,16 @@ def evaluate(vectors: Mapping[str, np.ndarray], contents: Sequence[Any] | np.nda
         raise KeyError(f"axes {dict(axes)} name descriptors {unknown} or axes not among style/content; "
                        f"vectors hold {', '.join(vectors)}")
     rows, main = [], {}
+    content_names = axes.get("content", ())
     for axis, names in axes.items():
         if not names:
             continue
-        main[axis] = per_query_metrics(axis_matrix([vectors[d] for d in names]), contents, styles, axis, k)
+        blocks = relative_blocks(vectors, names, content_names)
+        main[axis] = per_query_metrics(axis_matrix(blocks), contents, styles, axis, k)
         rows.append(_row(axis, names, main[axis], k))
         if singles and len(names) > 1:
-            for name in names:
-                pq = per_query_metrics(axis_matrix([vectors[name]]), contents, styles, axis, k)
+            for name, block in zip(names, blocks):
+                pq = per_query_metrics(axis_matrix([block]), contents, styles, axis, k)
                 rows.append(_row(axis, [name], pq, k))
     if not main:
         raise ValueError("no descriptor to evaluate on either axis")
