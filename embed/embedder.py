@@ -42,7 +42,7 @@ class EmbedConfig:
             ``vgg16-hed`` (offline) or ``vgg19`` (when its weights are present).
     """
 
-    descriptors: tuple[str, ...] = ("style_in", "style_cin", "content")
+    descriptors: tuple[str, ...] = ("style_in", "style_cin", "style_eff", "content")
     short_side: int = 256
     center_crop: bool = False
     batch_size: int = 8

@@ -206,21 +206,22 @@ def _row(axis: Axis, names: Sequence[str], per_query: pd.DataFrame, k: int) -> d
 
 def evaluate(vectors: Mapping[str, np.ndarray], contents: Sequence[Any] | np.ndarray,
              styles: Sequence[Any] | np.ndarray, axes: Mapping[str, Sequence[str]] | None = None,
-             k: int = 10, singles: bool = True) -> RetrievalReport:
+             k: int = 10, singles: bool = True, extra: Sequence[str] = ()) -> RetrievalReport:
     """Evaluate descriptor vectors ({name: (N, D)}) of a labelled catalogue on both axes.
 
     ``axes`` maps "style" and "content" to the descriptors combined into that axis (default: those of
     :data:`DEFAULT_AXES` present in ``vectors``, else every present descriptor of that axis, by
     :func:`axis_of`). With ``singles``, each descriptor of a multi-descriptor axis also gets a row of its
-    own. Every block is centred on the catalogue and L2-normalised, as the index does, after the
-    content-relative step of :func:`relative_blocks` (neighbours on the content axis of ``axes``).
+    own, and so does each descriptor named in ``extra`` (on the axis :func:`axis_of` gives it). Every
+    block is centred on the catalogue and L2-normalised, as the index does, after the content-relative
+    step of :func:`relative_blocks` (neighbours on the content axis of ``axes``).
     """
     if axes is None:
         axes = {}
         for axis in PRECISION_NAMES:
             default = [d for d in DEFAULT_AXES[axis] if d in vectors]
             axes[axis] = default or [d for d in vectors if axis_of(d) == axis]
-    unknown = [d for names in axes.values() for d in names if d not in vectors]
+    unknown = [d for names in (*axes.values(), extra) for d in names if d not in vectors]
     if unknown or set(axes) - set(PRECISION_NAMES):
         raise KeyError(f"axes {dict(axes)} name descriptors {unknown} or axes not among style/content; "
                        f"vectors hold {', '.join(vectors)}")
@@ -236,6 +237,10 @@ def evaluate(vectors: Mapping[str, np.ndarray], contents: Sequence[Any] | np.nda
             for name, block in zip(names, blocks):
                 pq = per_query_metrics(axis_matrix([block]), contents, styles, axis, k)
                 rows.append(_row(axis, [name], pq, k))
+    for name in extra:
+        axis = axis_of(name)
+        block = relative_blocks(vectors, [name], content_names)
+        rows.append(_row(axis, [name], per_query_metrics(axis_matrix(block), contents, styles, axis, k), k))
     if not main:
         raise ValueError("no descriptor to evaluate on either axis")
     per_query = pd.concat([pq.assign(axis=axis) for axis, pq in main.items()], ignore_index=True)

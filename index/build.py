@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..embed.relative import RELATIVE_DESCRIPTORS, RelativeConfig, content_relative
 from ._io import atomic_open, sha256_file, write_npy_rows
 from .calibrate import hubness
 from .factory import (
@@ -52,10 +53,14 @@ from .transform import WHITEN_OPTIONS, SearchTransform, Whiten, combine_blocks
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # axis/descriptor names become file names
 _ROWS_PER_BLOCK = 65536
+#: the axis whose neighbours content-relative descriptors are measured against (built before them)
+RELATIVE_AXIS = "content"
 
 
 def _default_axes() -> dict[str, tuple[str, ...]]:
-    return {"style": ("style_in", "style_cin"), "content": ("content",)}
+    # style: content-relative EfficientNet IN means (bench/disentangle.py: hard-split SSDC-P@10 0.975
+    # against 0.930 for the former style_in + style_cin)
+    return {"style": ("style_eff",), "content": ("content",)}
 
 
 @dataclass(frozen=True)
@@ -88,10 +93,16 @@ class IndexConfig:
     canaries: int = 8
     seed: int = 0
     progress: bool = False
+    relative: RelativeConfig = field(default_factory=RelativeConfig)
 
     def __post_init__(self) -> None:
         if not self.axes:
             raise ValueError("IndexConfig.axes is empty")
+        relative = sorted(RELATIVE_DESCRIPTORS & set(self.descriptors))
+        if relative and RELATIVE_AXIS not in self.axes:
+            raise ValueError(f"IndexConfig.axes: {relative} are content-relative and need a {RELATIVE_AXIS!r} axis")
+        if RELATIVE_DESCRIPTORS & set(self.axes.get(RELATIVE_AXIS, ())):
+            raise ValueError(f"IndexConfig.axes[{RELATIVE_AXIS!r}] cannot hold the content-relative {relative}")
         for axis, descriptors in self.axes.items():
             bad = [name for name in (axis, *descriptors) if not _NAME.match(name)]
             if bad:
@@ -150,24 +161,20 @@ def build_from_vectors(
     files: dict[str, str] = {}
     descriptors: dict[str, DescriptorInfo] = {}
     transformed: dict[str, np.ndarray] = {}
-    for name in config.descriptors:
-        transform = SearchTransform.fit(run.vectors[name], whiten=config.whiten)
-        transform_file = artifact_name(f"transform_{name}", generation, ".npz")
-        checksum = transform.save(out_dir / transform_file)
-        files[transform_file] = sha256_file(out_dir / transform_file)
-        transformed[name] = transform.apply(run.vectors.pop(name))
-        meta = run.descriptors[name]
-        descriptors[name] = DescriptorInfo(
-            dim=int(meta["dim"]), model=str(meta["model"]), taps=tuple(meta.get("taps", ())),
-            whiten=config.whiten, transform_file=transform_file, transform_checksum=checksum,
-        )
-
     budget = config.memory_budget_gb * 2**30 / len(config.axes)
     axes: dict[str, AxisInfo] = {}
     indexes: dict[str, faiss.Index] = {}
     matrices: dict[str, np.ndarray] = {}
-    for axis, names in config.axes.items():
-        matrix = combine_blocks([transformed[name] for name in names])
+    # the content axis first: content-relative descriptors need its neighbours
+    for axis in sorted(config.axes, key=lambda a: a != RELATIVE_AXIS):
+        names = config.axes[axis]
+        for name in names:
+            if name not in descriptors:
+                content = (indexes[RELATIVE_AXIS], matrices[RELATIVE_AXIS]) if RELATIVE_AXIS in indexes else None
+                descriptors[name], transformed[name] = _fit_descriptor(
+                    out_dir, generation, name, run, config, content, files)
+        blocks = [transformed[name] for name in names]
+        matrix = combine_blocks(blocks)
         if config.factory:
             choice = FactoryChoice(config.factory, "given by the caller")
         else:
@@ -176,6 +183,8 @@ def build_from_vectors(
         axes[axis], indexes[axis], matrices[axis] = _write_axis(
             out_dir, generation, axis, names, index, [matrix], count, choice, count, config.hubness_k, config, files
         )
+    axes = {axis: axes[axis] for axis in config.axes}
+    descriptors = {name: descriptors[name] for name in config.descriptors}
 
     manifest = IndexManifest(
         format_version=FORMAT_VERSION,
@@ -199,6 +208,45 @@ def build_from_vectors(
         build_seconds=round(time.monotonic() - started, 3),
     )
     return _commit(out_dir, manifest, previous)
+
+
+def _fit_descriptor(
+    out_dir: Path, generation: int, name: str, run: RunVectors, config: IndexConfig,
+    content: tuple[faiss.Index, np.ndarray] | None, files: dict[str, str],
+) -> tuple[DescriptorInfo, np.ndarray]:
+    """Fit and save one descriptor's transform (on its content-relative residuals where it is one of
+    RELATIVE_DESCRIPTORS); returns its DescriptorInfo and its transformed rows. Drops the raw matrix."""
+    raw = run.vectors.pop(name)
+    relative = None
+    if name in RELATIVE_DESCRIPTORS:
+        raw_file = artifact_name(f"relative_{name}", generation, ".npy")
+        with atomic_open(out_dir / raw_file) as f:
+            np.save(f, np.asarray(raw, dtype=np.float32))
+        files[raw_file] = sha256_file(out_dir / raw_file)
+        k = min(config.relative.k, len(raw))
+        assert content is not None  # IndexConfig checks that the content axis exists; it is built first
+        raw, floor = content_relative(raw, raw, _neighbours(*content, k), config.relative.eps)
+        relative = {"axis": RELATIVE_AXIS, "k": k, "eps": config.relative.eps,
+                    "floor": [float(v) for v in floor], "raw_file": raw_file}
+    transform = SearchTransform.fit(raw, whiten=config.whiten)
+    transform_file = artifact_name(f"transform_{name}", generation, ".npz")
+    checksum = transform.save(out_dir / transform_file)
+    files[transform_file] = sha256_file(out_dir / transform_file)
+    meta = run.descriptors[name]
+    info = DescriptorInfo(
+        dim=int(meta["dim"]), model=str(meta["model"]), taps=tuple(meta.get("taps", ())),
+        whiten=config.whiten, transform_file=transform_file, transform_checksum=checksum, relative=relative,
+    )
+    return info, transform.apply(raw)
+
+
+def _neighbours(index: faiss.Index, queries: np.ndarray, k: int, start: int = 0) -> np.ndarray:
+    """The k nearest rows in ``index`` of each of ``queries`` (the index's rows ``start``...; each finds
+    itself first), searched in blocks; a probe that finds fewer than k (IVF) fills in the row itself."""
+    found = np.concatenate([index.search(np.ascontiguousarray(block, dtype=np.float32), k)[1]
+                            for block in _row_blocks(queries)])
+    rows = np.arange(start, start + len(found))[:, None]
+    return np.where(found < 0, rows, found)
 
 
 def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig | None = None) -> IndexManifest:
@@ -225,13 +273,21 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
     generation = previous.generation + 1
     gpu = config.gpu and gpu_available()
     files = {info.transform_file: previous.files[info.transform_file] for info in previous.descriptors.values()}
-    transformed = {
-        name: SearchTransform.load(index_dir / info.transform_file).apply(run.vectors.pop(name))
-        for name, info in previous.descriptors.items()
-    }
+    transforms = {name: SearchTransform.load(index_dir / info.transform_file)
+                  for name, info in previous.descriptors.items()}
+    descriptors = dict(previous.descriptors)
+    transformed = {name: transforms[name].apply(run.vectors.pop(name))
+                   for name, info in previous.descriptors.items() if info.relative is None}
     count = previous.count + len(run.video_ids)
     axes, indexes, matrices = {}, {}, {}
-    for axis, info in previous.axes.items():
+    for axis in sorted(previous.axes, key=lambda a: a != RELATIVE_AXIS):
+        info = previous.axes[axis]
+        for name in info.descriptors:
+            if name not in transformed:  # content-relative: against the grown content axis
+                descriptors[name], rows = _add_relative(
+                    index_dir, generation, descriptors[name], run.vectors.pop(name), indexes[RELATIVE_AXIS],
+                    matrices[RELATIVE_AXIS], previous.count, files)
+                transformed[name] = transforms[name].apply(rows)
         new_rows = combine_blocks([transformed[name] for name in info.descriptors])
         index = faiss.read_index(str(index_dir / info.index_file))
         work = to_gpu(index) if gpu else index
@@ -250,7 +306,8 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
         generation=generation,
         run_ids=tuple(sorted({*previous.run_ids, *run.run_ids})),
         code_versions=tuple(sorted({*previous.code_versions, *run.code_versions})),
-        axes=axes,
+        descriptors=descriptors,
+        axes={axis: axes[axis] for axis in previous.axes},
         count=count,
         skipped={key: previous.skipped.get(key, 0) + run.skipped.get(key, 0)
                  for key in {*previous.skipped, *run.skipped}},
@@ -263,6 +320,25 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
         build_seconds=round(time.monotonic() - started, 3),
     )
     return _commit(index_dir, manifest, previous)
+
+
+def _add_relative(
+    index_dir: Path, generation: int, info: DescriptorInfo, new_raw: np.ndarray, content_index: faiss.Index,
+    content_matrix: np.ndarray, old_count: int, files: dict[str, str],
+) -> tuple[DescriptorInfo, np.ndarray]:
+    """Residuals of added videos for a content-relative descriptor, against the whole grown catalogue
+    (the rows already indexed keep theirs); writes the grown raw matrix. Returns the updated info."""
+    relative = dict(info.relative or {})
+    old_raw = np.load(index_dir / relative["raw_file"], mmap_mode="r")
+    raw_file = artifact_name(Path(relative["raw_file"]).name.split(".g")[0], generation, ".npy")
+    new_raw = np.asarray(new_raw, dtype=np.float32)
+    with atomic_open(index_dir / raw_file) as f:
+        write_npy_rows(f, (old_count + len(new_raw), info.dim), itertools.chain(_row_blocks(old_raw), [new_raw]))
+    files[raw_file] = sha256_file(index_dir / raw_file)
+    reference = np.load(index_dir / raw_file, mmap_mode="r")
+    neighbours = _neighbours(content_index, content_matrix[old_count:], int(relative["k"]), start=old_count)
+    rows, _ = content_relative(new_raw, reference, neighbours, floor=np.asarray(relative["floor"], dtype=np.float32))
+    return replace(info, relative={**relative, "raw_file": raw_file}), rows
 
 
 def _train_and_add(matrix: np.ndarray, factory: str, config: IndexConfig, gpu: bool) -> faiss.Index:

@@ -23,7 +23,13 @@ METRIC = "inner_product"
 
 @dataclass(frozen=True)
 class DescriptorInfo:
-    """One input descriptor: its raw dim, the model that produced it, its taps and its fitted transform."""
+    """One input descriptor: its raw dim, the model that produced it, its taps and its fitted transform.
+
+    relative: for a content-relative descriptor (styleaxis.embed.relative), how queries are made
+    relative as the build made the catalogue: {"axis": the neighbours' axis, "k", "eps", "floor": the
+    fitted MAD floor (list of dim floats), "raw_file": the catalogue's raw vectors (.npy, row = video)};
+    None for the others. The transform is fitted on the residuals.
+    """
 
     dim: int
     model: str
@@ -31,6 +37,7 @@ class DescriptorInfo:
     whiten: str
     transform_file: str
     transform_checksum: str
+    relative: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

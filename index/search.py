@@ -53,6 +53,7 @@ import faiss
 import numpy as np
 import pyarrow.parquet as pq
 
+from ..embed.relative import content_relative
 from .calibrate import CALIBRATIONS, Calibration, calibrate
 from .factory import gpu_available, set_search_parameter, to_gpu
 from .integrity import CPU_TOLERANCE, GPU_TOLERANCE, IndexIntegrityError, check_canaries, recall_audit, verify_file
@@ -180,6 +181,7 @@ class Searcher:
         axes: dict[str, _Axis],
         config: SearchConfig,
         gpu: bool = False,
+        relative: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.index_dir = index_dir
         self.manifest = manifest
@@ -188,6 +190,7 @@ class Searcher:
         self._rows = {video_id: row for row, video_id in enumerate(video_ids)}
         self._hashes = np.array([h or "" for h in content_hashes], dtype=object)
         self._transforms = transforms
+        self._relative = relative or {}  # content-relative descriptor -> the catalogue's raw vectors
         self._axes = axes
         self._ceilings = {"content": config.content_ceiling_z, "style": config.style_ceiling_z}
         self._index_lock: AbstractContextManager[object] = threading.Lock() if gpu else nullcontext()
@@ -227,6 +230,12 @@ class Searcher:
                     f"manifest expects {info.transform_checksum}"
                 )
             transforms[name] = transform
+        relative = {}
+        for name, info in manifest.descriptors.items():
+            if info.relative is not None:
+                raw_path = index_dir / info.relative["raw_file"]
+                relative[name] = np.load(raw_path, mmap_mode="r")
+                _check_shape(raw_path, relative[name].shape, (manifest.count, info.dim))
 
         gpu = config.gpu and gpu_available()
         axes = {}
@@ -252,7 +261,8 @@ class Searcher:
                 manifest.canaries, video_ids, {a: x.index for a, x in axes.items()},
                 {a: x.matrix for a, x in axes.items()}, GPU_TOLERANCE if gpu else CPU_TOLERANCE,
             )
-        return cls(index_dir, manifest, video_ids, table["content_hash"].to_pylist(), transforms, axes, config, gpu)
+        return cls(index_dir, manifest, video_ids, table["content_hash"].to_pylist(), transforms, axes, config, gpu,
+                   relative)
 
     @property
     def model_identity(self) -> dict[str, str]:
@@ -386,13 +396,31 @@ class Searcher:
                 raise ValueError(f"descriptor {name!r}: expected dim {info.dim}, got array of shape {arr.shape}")
             if not np.isfinite(rows).all():
                 raise ValueError(f"descriptor {name!r}: query vectors contain NaN or inf")
-            blocks[name] = self._transforms[name].apply(rows)
+            blocks[name] = rows if name in self._relative else self._transforms[name].apply(rows)
             counts.add(len(rows))
         if len(counts) != 1:
             raise ValueError(f"descriptors have different numbers of query vectors: {sorted(counts)}")
-        return {
-            axis: combine_blocks([blocks[name] for name in self.manifest.axes[axis].descriptors]) for axis in AXES
-        }
+        queries: dict[str, np.ndarray] = {}
+        pending = set(self._relative)
+        # axes without content-relative descriptors first: those descriptors need the content axis query
+        for axis in sorted(AXES, key=lambda a: any(n in self._relative for n in self.manifest.axes[a].descriptors)):
+            names = self.manifest.axes[axis].descriptors
+            for name in pending.intersection(names):
+                blocks[name] = self._relative_query(name, blocks[name], queries)
+                pending.discard(name)
+            queries[axis] = combine_blocks([blocks[name] for name in names])
+        return {axis: queries[axis] for axis in AXES}
+
+    def _relative_query(self, name: str, rows: np.ndarray, queries: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Raw query rows of a content-relative descriptor -> search rows, against each query's nearest
+        videos on the content axis, as the build made the catalogue's rows (styleaxis.embed.relative)."""
+        spec = self.manifest.descriptors[name].relative
+        assert spec is not None
+        neighbours = self._pools(queries[spec["axis"]], spec["axis"], int(spec["k"]), None)
+        floor = np.asarray(spec["floor"], dtype=np.float32)
+        residuals = [content_relative(row[None], self._relative[name], nb[None], floor=floor)[0]
+                     for row, nb in zip(rows, neighbours)]
+        return self._transforms[name].apply(np.concatenate(residuals))
 
     def _pools(self, queries: np.ndarray, axis: str, size: int, allowed: np.ndarray | None) -> list[np.ndarray]:
         """Per query, the rows of its top `size` videos on `axis` (among `allowed` rows if given)."""

@@ -39,7 +39,7 @@ def main() -> None:
 @click.option("--short-side", default=256, show_default=True, help="Frames are resized to this short side.")
 @click.option("--max-keyframes", default=8, show_default=True, help="At most this many keyframes per video.")
 @click.option("--min-gap", default=1.0, show_default=True, help="Seconds between keyframes, at least.")
-@click.option("--descriptors", default="style_in,style_cin,content", show_default=True,
+@click.option("--descriptors", default="style_in,style_cin,style_eff,content", show_default=True,
               help="Comma-separated descriptor columns to compute.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where the models run (auto: CUDA when present).")

@@ -57,8 +57,10 @@ def catalog(out_dir: Path, split: str, contents: str | None, styles: str | None,
 @click.option("--catalog", "catalog_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True, help="catalog.csv with columns path, content, style (images or videos; paths "
                                   "relative to the CSV).")
-@click.option("--descriptors", default="style_in,style_cin,content", show_default=True,
-              help="Comma-separated descriptors; style* ones form the style axis, the others the content axis.")
+@click.option("--descriptors", default="style_in,style_cin,style_eff,content", show_default=True,
+              help="Comma-separated descriptors to embed. The axes are the index's defaults (style: style_eff, "
+                   "content-relative; content: content) when embedded, else every style* / other descriptor; "
+                   "each remaining descriptor is also scored alone.")
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Cut-off of P@k and leakage.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write retrieval.json, retrieval.csv, per_style.csv and per_style.png here.")
@@ -78,14 +80,16 @@ def retrieval(catalog_csv: Path, descriptors: str, k: int, out_dir: Path | None,
     """
     from styleaxis.embed.embedder import EmbedConfig
     from styleaxis.eval.catalog import embed_catalog, read_catalog
-    from styleaxis.eval.retrieval import axis_of, evaluate
+    from styleaxis.eval.retrieval import DEFAULT_AXES, axis_of, evaluate
 
     names = _names(descriptors) or ()
     table = read_catalog(catalog_csv)
     vectors = embed_catalog(table, EmbedConfig(descriptors=names, short_side=short_side), max_keyframes,
                             progress=not as_json)
-    axes = {axis: tuple(n for n in names if axis_of(n) == axis) for axis in ("style", "content")}
-    report = evaluate(vectors, table["content"], table["style"], axes, k=k)
+    axes = {axis: DEFAULT_AXES[axis] if set(DEFAULT_AXES[axis]) <= set(names)
+            else tuple(n for n in names if axis_of(n) == axis) for axis in ("style", "content")}
+    extra = [n for n in names if not any(n in used for used in axes.values())]
+    report = evaluate(vectors, table["content"], table["style"], axes, k=k, extra=extra)
     if out_dir is not None:
         report.save(out_dir)
     if as_json:

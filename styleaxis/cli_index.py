@@ -43,15 +43,23 @@ def index() -> None:
               help="Store each video's mean similarity to its k nearest neighbours (for --calibration csls).")
 @click.option("--target-recall", default=0.97, show_default=True, type=click.FloatRange(0, 1, min_open=True),
               help="nprobe/efSearch is tuned until candidate pools hold this share of the exact top-10.")
+@click.option("--style", "style", default="style_eff", show_default=True,
+              help="Descriptors (comma-separated) concatenated into the style axis, e.g. 'style_in,style_cin' "
+                   "for the AdaIN + CIN statistics; style_eff is made relative to each video's content neighbours.")
+@click.option("--content", "content", default="content", show_default=True,
+              help="Descriptors (comma-separated) concatenated into the content axis.")
+@click.option("--relative-k", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Content neighbours a content-relative style descriptor (style_eff) is measured against.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, factory: str | None,
                 memory_budget_gb: float, whiten: str, shards: int, hubness_k: int, target_recall: float,
-                quiet: bool) -> None:
+                style: str, content: str, relative_k: int, quiet: bool) -> None:
     """Build the style and content indexes from RUN_DIR's videos/ Parquet (or grow them with --add).
 
     An existing index is never replaced silently: pass --add to index the run's new videos or
     --rebuild to start over. Either way the old index stays readable until the new one is complete.
     """
+    from styleaxis.embed.relative import RelativeConfig
     from styleaxis.index.build import IndexConfig, add_videos, build_indexes
     from styleaxis.index.manifest import MANIFEST_FILE
 
@@ -59,8 +67,14 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
         raise click.UsageError("--add and --rebuild exclude each other")
     out = out_dir or run_dir / "index"
     exists = (out / MANIFEST_FILE).exists()
-    config = IndexConfig(factory=factory, memory_budget_gb=memory_budget_gb, whiten=whiten, shards=shards,
-                         hubness_k=hubness_k, target_recall=target_recall, progress=not quiet)
+    axes = {axis: tuple(name.strip() for name in names.split(",") if name.strip())
+            for axis, names in (("style", style), ("content", content))}
+    try:
+        config = IndexConfig(axes=axes, factory=factory, memory_budget_gb=memory_budget_gb, whiten=whiten,
+                             shards=shards, hubness_k=hubness_k, target_recall=target_recall,
+                             relative=RelativeConfig(k=relative_k), progress=not quiet)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     if add:
         if not exists:
             raise click.UsageError(f"no index at {out} to add to; build it first (without --add)")

@@ -23,7 +23,8 @@ def test_indexes_hold_the_ok_clips_only(index_dir: Path, tiny_clips: list[Path])
     searcher = Searcher.load(index_dir)
     assert sorted(searcher.video_ids) == sorted(p.stem for p in tiny_clips)
     assert set(searcher.manifest.axes) == {"style", "content"}
-    assert searcher.manifest.axes["style"].descriptors == ("style_in", "style_cin")
+    assert searcher.manifest.axes["style"].descriptors == ("style_eff",)
+    assert searcher.manifest.descriptors["style_eff"].relative["k"] == min(10, len(tiny_clips))
 
 
 @pytest.mark.parametrize("mode,same,differs", [

@@ -35,6 +35,14 @@ from styleaxis.index.transform import SearchTransform
 DIMS = {"style_in": 1920, "style_cin": 100, "content": 256}
 TAPS = {"style_in": ("relu1_1", "relu2_1", "relu3_1", "relu4_1")}  # 2 * (64 + 128 + 256 + 512) = 1920
 MODEL_OF = {"style_in": "vgg16-hed", "style_cin": "vgg16-hed", "content": "clip-vit-b32"}
+#: the synthetic grid tests the index machinery on the AdaIN + CIN style axis (the default style axis,
+#: content-relative, is tested on real embeddings in test_end_to_end.py and test_index_relative.py)
+AXES = {"style": ("style_in", "style_cin"), "content": ("content",)}
+
+
+def config(**kwargs) -> IndexConfig:
+    """IndexConfig for the synthetic grid: its descriptors, other settings as given."""
+    return IndexConfig(axes=AXES, **kwargs)
 MODELS = {"vgg16-hed": "a" * 64, "clip-vit-b32": "b" * 64}
 RETAKE, DUPLICATE, PARTIAL = "c0_s0_retake", "c1_s1_dup", "c2_s2"
 # Not indexed: failed without vectors, failed despite vectors, partial without vectors.
@@ -139,7 +147,7 @@ def catalogue(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, IndexMani
     rows, labels = make_catalogue()
     base = tmp_path_factory.mktemp("index")
     run_dir = write_run(base / "run", rows)
-    manifest = build_indexes(run_dir, base / "index")
+    manifest = build_indexes(run_dir, base / "index", config())
     return base / "index", manifest, labels, rows
 
 
@@ -226,7 +234,7 @@ def test_dual_axis_ranking_survives_strong_leakage(tmp_path):
     them and scores ~0.63 here, against ~0.91 for ranking by primary similarity.
     """
     rows, labels = make_catalogue(seed=0, leak=0.9, noise=0.35)
-    build_indexes(write_run(tmp_path / "run", rows), tmp_path / "index")
+    build_indexes(write_run(tmp_path / "run", rows), tmp_path / "index", config())
     searcher = Searcher.load(tmp_path / "index")
     hits = total = 0
     for query in labels:
@@ -300,13 +308,13 @@ def test_mixed_model_identity_in_run_refused(tmp_path):
     other = {**MODELS, "vgg16-hed": "f" * 64}
     run_dir = write_run(tmp_path / "run", rows, models_per_file=(MODELS, other))
     with pytest.raises(ValueError, match=r"disagree on model identity.*part-00000\.parquet.*part-00001\.parquet"):
-        build_indexes(run_dir, tmp_path / "index")
+        build_indexes(run_dir, tmp_path / "index", config())
 
 
 def test_fixed_size_list_columns_accepted(tmp_path):
     rows, labels = make_catalogue()
     ok_rows = [r for r in rows if r["vectors"] is not None]
-    manifest = build_indexes(write_run(tmp_path / "run", ok_rows, fixed=True), tmp_path / "index")
+    manifest = build_indexes(write_run(tmp_path / "run", ok_rows, fixed=True), tmp_path / "index", config())
     assert manifest.count == len(labels)
 
 
@@ -315,7 +323,7 @@ def test_fixed_size_list_with_null_row_is_read_or_named(tmp_path):
     rows, labels = make_catalogue()
     run_dir = write_run(tmp_path / "run", rows, fixed=True)
     try:
-        manifest = build_indexes(run_dir, tmp_path / "index")
+        manifest = build_indexes(run_dir, tmp_path / "index", config())
     except ValueError as exc:
         assert "part-00001.parquet" in str(exc) and "35692" in str(exc)
     else:  # a pyarrow with the upstream fix
@@ -327,7 +335,7 @@ def test_wrong_vector_length_in_run_refused(tmp_path):
     rows[3] = {**rows[3], "vectors": {**rows[3]["vectors"], "content": rows[3]["vectors"]["content"][:-1]}}
     message = r"part-00000\.parquet: column 'content' has vectors of length \[255\], expected 256"
     with pytest.raises(ValueError, match=message):
-        build_indexes(write_run(tmp_path / "run", rows), tmp_path / "index")
+        build_indexes(write_run(tmp_path / "run", rows), tmp_path / "index", config())
 
 
 @pytest.mark.parametrize("target", ["style.g1.faiss", "content.g1.npy", "ids.g1.parquet", "transform_content.g1.npz"])
@@ -348,10 +356,10 @@ def test_tampered_file_fails_load(catalogue, tmp_path, target):
 def test_candidate_pool_smaller_than_catalogue(tmp_path, exhaustive_max):
     """Pool of 61 out of 162 videos, drawn from the HNSW index or by an exact matrix product."""
     rows, labels = make_catalogue(n_content=20, n_style=8)
-    manifest = build_indexes(write_run(tmp_path / "run", rows), tmp_path / "index", IndexConfig(factory="HNSW32"))
+    manifest = build_indexes(write_run(tmp_path / "run", rows), tmp_path / "index", config(factory="HNSW32"))
     assert manifest.axes["style"].factory == "HNSW32" and manifest.count == 162
-    config = SearchConfig(exhaustive_max=exhaustive_max, min_pool=60, pool_per_k=1)
-    searcher = Searcher.load(tmp_path / "index", config)
+    search_config = SearchConfig(exhaustive_max=exhaustive_max, min_pool=60, pool_per_k=1)
+    searcher = Searcher.load(tmp_path / "index", search_config)
     for query in ("c0_s0", "c7_s3", RETAKE):
         for mode, same in (("same-style-different-content", "style"), ("same-content-different-style", "content")):
             expected = _expected(labels, query, same)
@@ -360,7 +368,7 @@ def test_candidate_pool_smaller_than_catalogue(tmp_path, exhaustive_max):
 
 def test_trained_factory_override(tmp_path, catalogue):
     manifest = build_indexes(
-        write_run(tmp_path / "run", catalogue[3]), tmp_path / "index", IndexConfig(factory="IVF2,Flat")
+        write_run(tmp_path / "run", catalogue[3]), tmp_path / "index", config(factory="IVF2,Flat")
     )
     assert {axis.factory for axis in manifest.axes.values()} == {"IVF2,Flat"}
     assert Searcher.load(tmp_path / "index").manifest.count == manifest.count
@@ -413,7 +421,7 @@ def test_pca_whitening_refuses_fewer_videos_than_dimensions():
 def test_std_whitening_build_keeps_answers(tmp_path, catalogue):
     labels = catalogue[2]
     run_dir = write_run(tmp_path / "run", catalogue[3])
-    manifest = build_indexes(run_dir, tmp_path / "index", IndexConfig(whiten="std"))
+    manifest = build_indexes(run_dir, tmp_path / "index", config(whiten="std"))
     assert {info.whiten for info in manifest.descriptors.values()} == {"std"}
     searcher = Searcher.load(tmp_path / "index")
     expected = _expected(labels, "c3_s4", "style")

@@ -8,9 +8,9 @@ import os
 import faiss
 import numpy as np
 import pytest
-from test_index import MODELS, RETAKE, _expected, _ids, make_catalogue, write_run
+from test_index import MODELS, RETAKE, _expected, _ids, config, make_catalogue, write_run
 
-from styleaxis.index.build import IndexConfig, add_videos, build_indexes
+from styleaxis.index.build import add_videos, build_indexes
 from styleaxis.index.calibrate import hubness
 from styleaxis.index.factory import choose_factory, exact_knn, gpu_available, nlist_for, train_empty
 from styleaxis.index.integrity import IndexIntegrityError, recall_audit, same_answers
@@ -57,7 +57,7 @@ def test_choose_factory_refuses_impossible_budget():
 
 def test_ivf_build_tunes_nprobe_and_keeps_answers(tmp_path, grid):
     rows, labels = grid
-    manifest = build_indexes(write_run(tmp_path / "run", rows), tmp_path / "index", IndexConfig(factory="IVF16,Flat"))
+    manifest = build_indexes(write_run(tmp_path / "run", rows), tmp_path / "index", config(factory="IVF16,Flat"))
     style = manifest.axes["style"]
     assert style.search_param == "nprobe" and 1 <= style.search_value <= 16
     assert style.tuned_recall >= 0.97 or style.search_value == 16
@@ -83,8 +83,8 @@ def test_polysemous_training_is_off_and_bad_factory_is_named():
 def test_sharded_build_equals_unsharded(tmp_path, grid, factory, shards):
     rows, _ = grid
     run_dir = write_run(tmp_path / "run", rows)
-    one = build_indexes(run_dir, tmp_path / "one", IndexConfig(factory=factory))
-    many = build_indexes(run_dir, tmp_path / "many", IndexConfig(factory=factory, shards=shards))
+    one = build_indexes(run_dir, tmp_path / "one", config(factory=factory))
+    many = build_indexes(run_dir, tmp_path / "many", config(factory=factory, shards=shards))
     assert many.shards == shards and one.axes["style"].search_value == many.axes["style"].search_value
     a, b = Searcher.load(tmp_path / "one"), Searcher.load(tmp_path / "many")
     for axis in ("style", "content"):
@@ -112,9 +112,9 @@ def test_shard_functions_merge_in_row_order():
 
 def test_hnsw_cannot_be_sharded(tmp_path, grid):
     with pytest.raises(ValueError, match="HNSW graphs cannot be merged"):
-        build_indexes(write_run(tmp_path / "run", grid[0]), tmp_path / "index", IndexConfig(factory="HNSW32", shards=2))
+        build_indexes(write_run(tmp_path / "run", grid[0]), tmp_path / "index", config(factory="HNSW32", shards=2))
     with pytest.raises(ValueError, match="shards must be between 1 and the number of videos"):
-        build_indexes(write_run(tmp_path / "run2", grid[0]), tmp_path / "i2", IndexConfig(factory="Flat", shards=999))
+        build_indexes(write_run(tmp_path / "run2", grid[0]), tmp_path / "i2", config(factory="Flat", shards=999))
 
 
 def _split(rows: list[dict], new_ids: set[str]) -> tuple[list[dict], list[dict]]:
@@ -127,11 +127,11 @@ def test_incremental_add(tmp_path, grid, factory):
     new_ids = {f"c{c}_s3" for c in range(20)} | {f"c5_s{s}" for s in range(8)}  # a whole style and a whole content
     old_rows, new_rows = _split(rows, new_ids)
     index_dir = tmp_path / "index"
-    first = build_indexes(write_run(tmp_path / "run1", old_rows), index_dir, IndexConfig(factory=factory))
+    first = build_indexes(write_run(tmp_path / "run1", old_rows), index_dir, config(factory=factory))
     assert first.count == 162 - len(new_ids) and first.generation == 1
     old_files = set(first.files)
     # the second run holds everything: already indexed ids are skipped, the new ones added
-    added = add_videos(write_run(tmp_path / "run2", rows), index_dir)
+    added = add_videos(write_run(tmp_path / "run2", rows), index_dir, config())
     assert added.count == 162 and added.generation == 2 and added.skipped["already_indexed"] == first.count
     assert added.axes["style"].trained_count == first.count
     assert {info.transform_file for info in added.descriptors.values()} <= old_files  # transforms kept
@@ -144,7 +144,7 @@ def test_incremental_add(tmp_path, grid, factory):
             expected = _expected(labels, query, same) - {RETAKE}
             assert expected <= set(_ids(searcher.search(query, mode=mode, k=len(expected) + 1)))
     # nothing new: nothing rewritten
-    again = add_videos(tmp_path / "run2", index_dir)
+    again = add_videos(tmp_path / "run2", index_dir, config())
     assert again.generation == 2 and again.files == added.files
 
 
@@ -152,21 +152,21 @@ def test_add_refuses_other_models_and_resize_policy(tmp_path, grid):
     rows, _ = grid
     old_rows, new_rows = _split(rows, {"c3_s3", "c4_s4"})
     index_dir = tmp_path / "index"
-    before = build_indexes(write_run(tmp_path / "run1", old_rows), index_dir)
+    before = build_indexes(write_run(tmp_path / "run1", old_rows), index_dir, config())
     other = {**MODELS, "vgg16-hed": "f" * 64}
     with pytest.raises(ValueError, match=r"descriptor 'style_\w+' comes from model vgg16-hed sha256 f{64}.*re-embed"):
-        add_videos(write_run(tmp_path / "run2", new_rows, models_per_file=(other, other)), index_dir)
+        add_videos(write_run(tmp_path / "run2", new_rows, models_per_file=(other, other)), index_dir, config())
     with pytest.raises(ValueError, match=r"resize policy \{'short_side': 128, 'center_crop': False\}"):
-        add_videos(write_run(tmp_path / "run3", new_rows, short_side=128), index_dir)
+        add_videos(write_run(tmp_path / "run3", new_rows, short_side=128), index_dir, config())
     assert IndexManifest.load(index_dir) == before  # untouched
     Searcher.load(index_dir)
 
 
 def test_rebuild_switches_generation_atomically(tmp_path, grid):
     run_dir = write_run(tmp_path / "run", grid[0])
-    first = build_indexes(run_dir, tmp_path / "index")
+    first = build_indexes(run_dir, tmp_path / "index", config())
     reader = Searcher.load(tmp_path / "index")  # a reader of generation 1 keeps working (matrices mapped)
-    second = build_indexes(run_dir, tmp_path / "index", IndexConfig(factory="IVF8,Flat"))
+    second = build_indexes(run_dir, tmp_path / "index", config(factory="IVF8,Flat"))
     assert second.generation == 2 and not set(first.files) & set(second.files)
     assert {p.name for p in (tmp_path / "index").iterdir()} == set(second.files) | {MANIFEST_FILE}
     fresh = Searcher.load(tmp_path / "index")
@@ -175,7 +175,7 @@ def test_rebuild_switches_generation_atomically(tmp_path, grid):
 
 def test_tamper_with_preserved_mtime_is_caught(tmp_path, grid):
     """The integrity check re-hashes the bytes: a same-size change with the old mtime is still found."""
-    build_indexes(write_run(tmp_path / "run", grid[0]), tmp_path / "index")
+    build_indexes(write_run(tmp_path / "run", grid[0]), tmp_path / "index", config())
     target = tmp_path / "index" / "content.g1.npy"
     Searcher.load(tmp_path / "index")
     stat = target.stat()
@@ -188,7 +188,7 @@ def test_tamper_with_preserved_mtime_is_caught(tmp_path, grid):
 
 
 def test_canaries_catch_a_consistent_looking_but_wrong_matrix(tmp_path, grid):
-    manifest = build_indexes(write_run(tmp_path / "run", grid[0]), tmp_path / "index")
+    manifest = build_indexes(write_run(tmp_path / "run", grid[0]), tmp_path / "index", config())
     assert len(manifest.canaries) == 8
     assert all(c["answers"]["style"]["ids"][0] == c["video_id"] or c["answers"]["style"]["scores"][0] > 0.99
                for c in manifest.canaries)
@@ -208,7 +208,7 @@ def test_same_answers_is_tie_tolerant():
 
 
 def test_recall_audit_exact_and_approximate(tmp_path, grid):
-    build_indexes(write_run(tmp_path / "run", grid[0]), tmp_path / "flat")
+    build_indexes(write_run(tmp_path / "run", grid[0]), tmp_path / "flat", config())
     exact = Searcher.load(tmp_path / "flat").audit(sample=50, k=10)
     for report in exact.values():  # exact search; a tie at the 10th place may resolve either way
         assert report["ann_recall"] >= 0.99 and report["pool_recall"] == 1.0
@@ -236,10 +236,10 @@ def test_hubness_matches_brute_force():
 def test_csls_calibration_needs_hubness_and_keeps_answers(tmp_path, grid):
     rows, labels = grid
     run_dir = write_run(tmp_path / "run", rows)
-    build_indexes(run_dir, tmp_path / "plain")
+    build_indexes(run_dir, tmp_path / "plain", config())
     with pytest.raises(ValueError, match="calibration 'csls' needs hubness"):
         Searcher.load(tmp_path / "plain", SearchConfig(calibration="csls"))
-    manifest = build_indexes(run_dir, tmp_path / "hub", IndexConfig(hubness_k=10))
+    manifest = build_indexes(run_dir, tmp_path / "hub", config(hubness_k=10))
     assert manifest.axes["style"].hubness_k == 10 and manifest.axes["style"].hubness_file in manifest.files
     searcher = Searcher.load(tmp_path / "hub", SearchConfig(calibration="csls"))
     for query in ("c0_s0", "c7_s3"):
@@ -249,7 +249,7 @@ def test_csls_calibration_needs_hubness_and_keeps_answers(tmp_path, grid):
 
 def test_allow_list_weighted_mode_and_reasons(tmp_path, grid):
     rows, labels = grid
-    build_indexes(write_run(tmp_path / "run", rows), tmp_path / "index")
+    build_indexes(write_run(tmp_path / "run", rows), tmp_path / "index", config())
     searcher = Searcher.load(tmp_path / "index")
     allowed = {"c9_s0", "c4_s0", "c4_s2", "not-indexed"}
     found = _ids(searcher.search("c0_s0", mode="style", k=10, allow=allowed, exclude={"c4_s2"}))
@@ -269,8 +269,8 @@ def test_allow_list_weighted_mode_and_reasons(tmp_path, grid):
 @pytest.mark.skipif(not gpu_available(), reason="no GPU here (faiss-cpu, or faiss.get_num_gpus() == 0)")
 def test_gpu_build_and_search_match_cpu(tmp_path, grid):
     run_dir = write_run(tmp_path / "run", grid[0])
-    build_indexes(run_dir, tmp_path / "cpu", IndexConfig(factory="IVF8,Flat", gpu=False))
-    build_indexes(run_dir, tmp_path / "gpu", IndexConfig(factory="IVF8,Flat", gpu=True))
+    build_indexes(run_dir, tmp_path / "cpu", config(factory="IVF8,Flat", gpu=False))
+    build_indexes(run_dir, tmp_path / "gpu", config(factory="IVF8,Flat", gpu=True))
     cpu = Searcher.load(tmp_path / "cpu", SearchConfig(gpu=False, exhaustive_max=0, min_pool=60, pool_per_k=1))
     gpu = Searcher.load(tmp_path / "gpu", SearchConfig(gpu=True, exhaustive_max=0, min_pool=60, pool_per_k=1))
     for mode in MODES:

@@ -12,7 +12,7 @@ from styleaxis.embed.schema import read_metadata
 from styleaxis.embed.registry import get_model
 from styleaxis.pipelines.dataset import read_dataset
 
-DIMS = {"style_in": 1920, "style_cin": 100, "content": 896}
+DIMS = {"style_in": 1920, "style_cin": 100, "style_eff": 232, "content": 896}
 
 
 def videos_n_keyframes(run: Path) -> dict[str, int]:
