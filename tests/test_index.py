@@ -49,11 +49,12 @@ RETAKE, DUPLICATE, PARTIAL = "c0_s0_retake", "c1_s1_dup", "c2_s2"
 FAILED, FAILED_WITH_VECTORS, PARTIAL_NO_VECTORS = "x_failed", "x_failed_late", "x_partial_empty"
 
 
-def _metadata(models: dict[str, str], short_side: int = 256) -> dict[bytes, bytes]:
+def _metadata(models: dict[str, str], dims: dict[str, int], short_side: int = 256) -> dict[bytes, bytes]:
     meta = {
         "models": models,
-        "descriptors": {
-            name: {"dim": dim, "model": MODEL_OF[name], "taps": list(TAPS.get(name, ()))} for name, dim in DIMS.items()
+        "descriptors": {  # descriptors other than DIMS' come from the content model
+            name: {"dim": dim, "model": MODEL_OF.get(name, "clip-vit-b32"), "taps": list(TAPS.get(name, ()))}
+            for name, dim in dims.items()
         },
         "short_side": short_side,
         "center_crop": False,
@@ -110,8 +111,10 @@ def write_run(
     """Write rows as two Parquet files under run_dir/videos with the embed pipeline's schema.
 
     Vector columns are variable-size float lists as embed/schema.py writes videos/ (pyarrow 25
-    cannot read back a null fixed-size list); fixed=True writes fixed-size lists instead.
+    cannot read back a null fixed-size list); fixed=True writes fixed-size lists instead. The
+    descriptors are those of the rows' vectors.
     """
+    dims = next({name: len(v) for name, v in r["vectors"].items()} for r in rows if r["vectors"] is not None)
     schema = pa.schema(
         [
             ("video_id", pa.string()),
@@ -120,7 +123,7 @@ def write_run(
             ("status", pa.string()),
             ("error", pa.string()),
             ("n_keyframes", pa.int32()),
-            *[(name, pa.list_(pa.float32(), dim if fixed else -1)) for name, dim in DIMS.items()],
+            *[(name, pa.list_(pa.float32(), dim if fixed else -1)) for name, dim in dims.items()],
         ]
     )
     (run_dir / "videos").mkdir(parents=True)
@@ -134,10 +137,10 @@ def write_run(
             "error": ["decode error" if r["vectors"] is None else None for r in chunk],
             "n_keyframes": [0 if r["vectors"] is None else 12 for r in chunk],
         }
-        for name in DIMS:
+        for name in dims:
             columns[name] = [None if r["vectors"] is None else r["vectors"][name].astype(np.float32)
                              for r in chunk]
-        table = pa.table(columns, schema=schema.with_metadata(_metadata(models, short_side)))
+        table = pa.table(columns, schema=schema.with_metadata(_metadata(models, dims, short_side)))
         pq.write_table(table, run_dir / "videos" / f"part-{part:05d}.parquet")
     return run_dir
 

@@ -1,0 +1,114 @@
+"""The content-relative style axis (styleaxis.embed.relative) in evaluation and in a real built index.
+
+The synthetic catalogue models what defeats raw style statistics: every photo has its own strong
+statistics (p_c), a style adds a weaker shift (q_s), and "identity" adds nothing. Raw, items group by
+photo; relative to their content neighbours, they group by style.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_index import MODELS, write_run
+
+from styleaxis.embed.relative import RelativeConfig, content_relative, nearest_rows
+from styleaxis.eval.retrieval import evaluate
+from styleaxis.index.build import IndexConfig, add_videos, build_indexes
+from styleaxis.index.search import Searcher
+
+#: 12 styles per content, so each item's 10 content neighbours (the default k) share its content
+N_CONTENT = 12  # 11 same-style items of other content: SSDC-P@10 can reach 1
+STYLES = ("identity", "warm", "cold", "grain", "fade", "sepia", "teal", "pastel", "noir", "bloom", "matte", "vivid")
+
+
+def _grid(seed: int = 0, noise: float = 0.05) -> tuple[list[dict], dict[str, tuple[int, int]]]:
+    rng = np.random.default_rng(seed)
+    photo = 3.0 * rng.standard_normal((N_CONTENT, 48))      # the photo's own statistics, strong
+    shift = rng.standard_normal((len(STYLES), 48))           # what a style adds
+    shift[0] = 0.0                                           # identity adds nothing
+    layout = rng.standard_normal((N_CONTENT, 64))            # content: what is where
+    rows, labels = [], {}
+    for c in range(N_CONTENT):
+        for s in range(len(STYLES)):
+            vid = f"c{c}_{STYLES[s]}"
+            labels[vid] = (c, s)
+            rows.append({"video_id": vid, "status": "ok", "content_hash": f"sha-{vid}", "vectors": {
+                "style_eff": (photo[c] + shift[s] + noise * rng.standard_normal(48)).astype(np.float32),
+                "content": (layout[c] + 0.3 * shift[s, :1] + noise * rng.standard_normal(64)).astype(np.float32),
+            }})
+    return rows, labels
+
+
+def test_content_relative_is_the_median_and_mad_of_the_neighbours() -> None:
+    reference = np.array([[0.0, 10.0], [2.0, 10.0], [4.0, 16.0], [100.0, -5.0]])
+    residual, floor = content_relative(reference[:1], reference, np.array([[0, 1, 2]]), eps=0.5)
+    # median (2, 10), MAD (2, 0); floor = 0.5 * median MAD over the queried rows = (1, tiny)
+    np.testing.assert_allclose(floor, [1.0, 1e-12], rtol=1e-6)
+    np.testing.assert_allclose(residual, [[(0 - 2) / (2 + 1), 0.0]], atol=1e-6)
+    with pytest.raises(ValueError, match="neighbours index rows outside the reference"):
+        content_relative(reference[:1], reference, np.array([[0, 7]]))
+    with pytest.raises(ValueError, match="floor must have shape"):
+        content_relative(reference[:1], reference, np.array([[0, 1]]), floor=np.ones(3))
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        RelativeConfig(k=0)
+
+
+def test_nearest_rows_find_themselves_first() -> None:
+    x = np.eye(4, dtype=np.float32) + 0.1
+    found = nearest_rows(x, x, 2)
+    assert found[:, 0].tolist() == [0, 1, 2, 3] and found.shape == (4, 2)
+    assert nearest_rows(x, x, 10).shape == (4, 4)  # k is capped at the catalogue size
+
+
+def test_relative_step_groups_by_style_where_raw_statistics_group_by_photo() -> None:
+    rows, labels = _grid()
+    vectors = {name: np.stack([r["vectors"][name] for r in rows]) for name in ("style_eff", "content")}
+    contents = [labels[r["video_id"]][0] for r in rows]
+    styles = [labels[r["video_id"]][1] for r in rows]
+    report = evaluate(vectors, contents, styles)
+    style = report.table.set_index("axis").loc["style"]
+    assert style["descriptors"] == "style_eff"
+    assert style["precision"] == 1.0 and style["leakage"] == 0.0
+    raw = evaluate(vectors, contents, styles, axes={"style": ("style_eff",), "content": ("content",)},
+                   extra=()).table
+    assert raw.equals(report.table)
+    # without the step (the same numbers as a plain, non-relative descriptor): photo wins
+    plain = evaluate({"style_x": vectors["style_eff"], "content": vectors["content"]}, contents, styles,
+                     axes={"style": ("style_x",), "content": ("content",)}).table.set_index("axis").loc["style"]
+    assert plain["precision"] < 0.5 and plain["leakage"] > 0.5
+    assert report.per_style.loc["0", "SSDC-P@10"] == 1.0  # identity (style 0) finds identity
+
+
+def test_built_index_serves_the_relative_axis_for_ids_vectors_and_added_videos(tmp_path) -> None:
+    rows, labels = _grid()
+    config = IndexConfig(relative=RelativeConfig(k=len(STYLES)))
+    late = {"c3_warm", "c6_identity"}  # indexed later, with --add
+    manifest = build_indexes(write_run(tmp_path / "run1", [r for r in rows if r["video_id"] not in late]),
+                             tmp_path / "index", config)
+    info = manifest.descriptors["style_eff"]
+    assert manifest.axes["style"].descriptors == ("style_eff",)
+    assert info.relative["k"] == len(STYLES) and info.relative["raw_file"] in manifest.files
+    assert len(info.relative["floor"]) == 48
+    searcher = Searcher.load(tmp_path / "index")
+    for query in ("c0_identity", "c2_cold", "c5_fade"):
+        answers = searcher.search(query, mode="same-style-different-content", k=N_CONTENT - 2)
+        assert {labels[r.video_id][1] for r in answers} == {labels[query][1]}, query
+    # a query by raw vectors goes through the same neighbours, median and MAD as the build
+    vectors = next(r["vectors"] for r in rows if r["video_id"] == "c2_cold")
+    by_vector = searcher.search(vectors=vectors, mode="style", k=5, model_identity=MODELS)
+    by_id = searcher.search("c2_cold", mode="style", k=5)
+    assert [r.video_id for r in by_vector] == [r.video_id for r in by_id]
+    assert by_vector[0].style_score == pytest.approx(by_id[0].style_score, abs=1e-5)
+
+    grown = add_videos(write_run(tmp_path / "run2", rows), tmp_path / "index", config)
+    assert grown.count == len(rows) and grown.descriptors["style_eff"].relative["raw_file"].endswith(".g2.npy")
+    searcher = Searcher.load(tmp_path / "index")
+    for query in late:
+        answers = searcher.search(query, mode="same-style-different-content", k=N_CONTENT - 2)
+        assert {labels[r.video_id][1] for r in answers} == {labels[query][1]}, query
+
+
+def test_relative_descriptor_needs_a_content_axis() -> None:
+    with pytest.raises(ValueError, match="content-relative and need a 'content' axis"):
+        IndexConfig(axes={"style": ("style_eff",), "other": ("content",)})
+    with pytest.raises(ValueError, match="cannot hold the content-relative"):
+        IndexConfig(axes={"style": ("style_in",), "content": ("content", "style_eff")})
