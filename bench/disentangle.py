@@ -16,7 +16,9 @@ the style subspace projected out (fitted on the easy split, whose styles are the
 the disjoint train split); the trained content head (--head, from ``styleaxis train content-head``).
 Style variants: IN mean/std per tap subset (VGG and EfficientNet), Gram, predictor bottleneck, CIN
 parameters, their concatenations, the search transform fitted on the catalogue (none, centring, std,
-PCA whitening), the content subspace projected out, and LDA on the train split's styles.
+PCA whitening), the content subspace projected out, LDA on the train split's styles, and the
+content-relative step (``rel kK``: residual against the median / MAD of the item's K nearest items on
+the content default, styleaxis.embed.relative; ``style_eff`` = eff.style_in.s345.mean rel k10).
 
     python bench/disentangle.py [--cache DIR] [--splits easy,hard,unseen] [--only PREFIX] [--head FILE]
 """
@@ -37,12 +39,15 @@ import torch
 from tqdm import tqdm
 
 from styleaxis.embed.content_head import HEAD_TAP, read_content_head
-from styleaxis.embed.descriptors import CONTENT_WHITEN_EPS, DESCRIPTORS, STYLE_TAPS, symmetric_grid_pool, whiten
+from styleaxis.embed.descriptors import (
+    CONTENT_WHITEN_EPS, DESCRIPTORS, STYLE_EFF_TAPS, STYLE_TAPS, symmetric_grid_pool, whiten,
+)
 from styleaxis.embed.embedder import EmbedConfig, Embedder, resize_short_side
 from styleaxis.embed.functional import calc_mean_std, instance_norm, l2_normalize
 from styleaxis.embed.registry import load_model, sha256_file
 from styleaxis.eval.catalog import CatalogConfig, build_catalog, read_catalog
 from styleaxis.eval.io import load_image
+from styleaxis.embed.relative import content_relative, nearest_rows
 from styleaxis.eval.retrieval import axis_matrix, per_query_metrics, summarize
 
 Taps = dict[str, dict[str, torch.Tensor]]  # encoder -> tap -> activation
@@ -123,6 +128,8 @@ _add("style_in.std", "style", "vgg16-hed", STYLE_TAPS, _in_stats(STYLE_TAPS, "st
 _add("eff.style_in.s35", "style", "effnet-lite0", ("stage3", "stage5"), _in_stats(("stage3", "stage5")))
 _add("eff.style_in.s3", "style", "effnet-lite0", ("stage3",), _in_stats(("stage3",)))
 _add("eff.style_in.s3.mean", "style", "effnet-lite0", ("stage3",), _in_stats(("stage3",), "mean"))
+_add("eff.style_in.s345.mean", "style", "effnet-lite0", STYLE_EFF_TAPS, _registered("style_eff"))
+_add("eff.style_in.s345", "style", "effnet-lite0", STYLE_EFF_TAPS, _in_stats(STYLE_EFF_TAPS))
 _add("style_cin", "style", "magenta-predictor", ("bottleneck",), _registered("style_cin"))
 _add("style_cin_params", "style", "magenta-transformer", ("cin_params",), _registered("style_cin_params"))
 
@@ -310,6 +317,18 @@ def derived_variants(data: dict[str, Split]) -> dict[str, tuple[str, Callable, t
                 out[f"{'+'.join(names)} - content subspace r{rank} ({fit} fit)"] = (
                     "style", lambda s, r=rank, f=fit, c=names: np.hstack([nuisance_removed(
                         vec(s, n), vec(f, n), labels(f, "content"), r) for n in c]) / np.sqrt(len(c)), names)
+    def relative(split: str, names: tuple[str, ...], k: int, eps: float = 0.1) -> np.ndarray:
+        content = axis_matrix([vec(split, CONTENT_DEFAULT)])
+        neighbours = nearest_rows(content, content, k)
+        return axis_matrix([content_relative(vec(split, n), vec(split, n), neighbours, eps)[0] for n in names])
+
+    for names in (("eff.style_in.s345.mean",), ("eff.style_in.s345",), (STYLE_CHEAP,), ("style_in",), ("style_cin",),
+                  STYLE_DEFAULT):
+        for k in (6, 10, 13) if names == ("eff.style_in.s345.mean",) else (10,):
+            out[f"{'+'.join(names)} rel k{k}"] = (
+                "style", lambda s, c=names, k=k: relative(s, c, k), (*names, CONTENT_DEFAULT))
+    out["eff.style_in.s345.mean rel k10 eps0.3"] = (
+        "style", lambda s: relative(s, ("eff.style_in.s345.mean",), 10, 0.3), ("eff.style_in.s345.mean", CONTENT_DEFAULT))
     if "train" in data:
         for k in (16, 25):
             out[f"{STYLE_CHEAP} LDA k{k} (train fit)"] = (
@@ -347,20 +366,26 @@ def main() -> None:
             m = score(axis_matrix([vectors[name]]), catalog, axis)
             row.update({f"{split}.P": m["precision"], f"{split}.mAP": m["map"], f"{split}.leak": m["leakage"]})
         rows.append(row)
-    if not args.only:
-        for name, (axis, build, uses) in derived_variants(data).items():
-            # one pass per encoder: the deepest variant of each encoder it uses, summed over encoders
-            per_encoder: dict[str, float] = {}
-            for u in uses:
-                encoder = variants[u][1]
-                per_encoder[encoder] = max(per_encoder.get(encoder, 0.0), costs[u])
-            row = {"variant": name, "axis": axis, "ms": sum(per_encoder.values())}
-            for split in splits:
-                m = score(build(split), data[split][0], axis)
-                row.update({f"{split}.P": m["precision"], f"{split}.mAP": m["map"], f"{split}.leak": m["leakage"]})
-            rows.append(row)
+    for name, (axis, build, uses) in derived_variants(data).items():
+        if args.only and not any(u.startswith(args.only) for u in uses):
+            continue
+        if any(u not in data[split][1] for u in uses for split in splits):  # --only: not cached yet
+            continue
+        # one pass per encoder: the deepest variant of each encoder it uses, summed over encoders
+        # (NaN when --only left one of them unmeasured)
+        per_encoder: dict[str, float] = {}
+        for u in uses:
+            encoder = PASS_VARIANTS[u][1] if u in PASS_VARIANTS else variants[u][1]
+            per_encoder[encoder] = max(per_encoder.get(encoder, 0.0), costs.get(u, 0.0))
+        ms = sum(per_encoder.values()) if all(u in costs for u in uses) else float("nan")
+        row = {"variant": name, "axis": axis, "ms": ms}
+        for split in splits:
+            m = score(build(split), data[split][0], axis)
+            row.update({f"{split}.P": m["precision"], f"{split}.mAP": m["map"], f"{split}.leak": m["leakage"]})
+        rows.append(row)
     notes = {CONTENT_DEFAULT: "content default", "eff.stage5.in.grid4": "former content default",
-             "+".join(STYLE_DEFAULT): "style axis default", "eff.stage5.gap": "pooled classifier features",
+             "+".join(STYLE_DEFAULT): "former style axis default", "eff.style_in.s345.mean rel k10": "style axis default",
+             "eff.stage5.gap": "pooled classifier features",
              "eff.head.gap": "pooled classifier features"}
     table = pd.DataFrame(rows).sort_values(["axis", "variant"], kind="stable")
     table.insert(2, "note", table["variant"].map(notes).fillna(""))
