@@ -109,16 +109,17 @@ def _latencies(fn: Callable[[str], object], ids: Sequence[str], passes: int = 3)
 
 def _answer_recall(searcher: Searcher, ids: Sequence[str], k: int = 10) -> float:
     """recall@k of the Searcher's single-axis ("style") answers against exact search by the same rules:
-    every other video on the style axis, less the query's duplicates (cosine >= the duplicate
-    threshold on both axes), which the Searcher never returns."""
+    every other video on the style axis, less the query's duplicates (cosines >= the duplicate
+    thresholds; this synthetic index has no content-relative step), which the Searcher never returns."""
     style, content = searcher.axis_matrix("style"), searcher.axis_matrix("content")
-    threshold = searcher.config.duplicate_similarity
+    config = searcher.config
     truth = np.full((len(ids), k), -1)
     found = np.full((len(ids), k), -1)
     for i, video_id in enumerate(ids):
         row = int(video_id[1:])  # synthetic ids are "v" + row
         sims = style @ style[row]
-        sims[(sims >= threshold) & (content @ content[row] >= threshold)] = -np.inf  # self and duplicates
+        duplicate = (sims >= config.duplicate_style_similarity) & (content @ content[row] >= config.duplicate_similarity)
+        sims[duplicate] = -np.inf  # self and duplicates
         truth[i] = np.argsort(-sims)[:k]
         answer = [int(r.video_id[1:]) for r in searcher.search(video_id, mode="style", k=k)]
         found[i, : len(answer)] = answer

@@ -224,10 +224,11 @@ def _fit_descriptor(
             np.save(f, np.asarray(raw, dtype=np.float32))
         files[raw_file] = sha256_file(out_dir / raw_file)
         k = min(config.relative.k, len(raw))
+        raw_mean = np.asarray(raw, dtype=np.float64).mean(axis=0)  # the duplicate filter centres raw vectors on it
         assert content is not None  # IndexConfig checks that the content axis exists; it is built first
         raw, floor = content_relative(raw, raw, _neighbours(*content, k), config.relative.eps)
         relative = {"axis": RELATIVE_AXIS, "k": k, "eps": config.relative.eps,
-                    "floor": [float(v) for v in floor], "raw_file": raw_file}
+                    "floor": [float(v) for v in floor], "mean": [float(v) for v in raw_mean], "raw_file": raw_file}
     transform = SearchTransform.fit(raw, whiten=config.whiten)
     transform_file = artifact_name(f"transform_{name}", generation, ".npz")
     checksum = transform.save(out_dir / transform_file)

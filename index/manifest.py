@@ -27,8 +27,9 @@ class DescriptorInfo:
 
     relative: for a content-relative descriptor (styleaxis.embed.relative), how queries are made
     relative as the build made the catalogue: {"axis": the neighbours' axis, "k", "eps", "floor": the
-    fitted MAD floor (list of dim floats), "raw_file": the catalogue's raw vectors (.npy, row = video)};
-    None for the others. The transform is fitted on the residuals.
+    fitted MAD floor (list of dim floats), "mean": the raw vectors' mean (the duplicate filter compares
+    raw vectors centred on it), "raw_file": the catalogue's raw vectors (.npy, row = video)}; None for
+    the others. The transform is fitted on the residuals.
     """
 
     dim: int

@@ -32,12 +32,17 @@ same-style-different-content / same-content-different-style: plain single-axis c
 0.895 / 0.984; with CSLS at 2.0: 0.906 / 0.989. So: calibrate before combining, combine by a ceiling rather than a difference, and
 CSLS is not worth its build-time k-NN pass by default.
 
-Duplicates (the query itself, byte-identical copies by content hash, and re-uploads: cosine >=
-duplicate_similarity on both axes) are never returned and are left out of the calibration
-reference. With the whitened content descriptor, re-encodes of a demo clip (CRF 35, 80x54, VP9)
-scored 0.88-0.99 style and 0.68-0.97 content (centred cosines) against their original, while the
-nearest distinct clips reached 0.85 style and 0.33 content; hence the default 0.55 on both axes
-(content is the axis that separates them).
+Duplicates (the query itself, byte-identical copies by content hash, and re-uploads: content cosine
+>= duplicate_similarity and style cosine >= duplicate_style_similarity) are never returned and are
+left out of the calibration reference. With the whitened content descriptor and the AdaIN + CIN
+style axis, re-encodes of a demo clip (CRF 35, 80x54, VP9) scored 0.88-0.99 style and 0.68-0.97
+content (centred cosines) against their original, while the nearest distinct clips reached 0.85
+style and 0.33 content; hence 0.55 on content (the axis that separates them). A content-relative
+style descriptor (the default style_eff) is compared here on its raw vectors centred on the
+catalogue mean, not on its residuals: a re-upload shifts its own content neighbours' median and its
+residual drifts (demo: residual cosines 0.12-0.40 to the original). Raw, re-encodes scored 0.57-0.59
+in two runs (x264 output varies) and distinct clips whose content cosine passed 0.3 at most 0.29;
+hence 0.45 on style.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ from .factory import gpu_available, set_search_parameter, to_gpu
 from .integrity import CPU_TOLERANCE, GPU_TOLERANCE, IndexIntegrityError, check_canaries, recall_audit, verify_file
 from .manifest import IndexManifest, ids_digest
 from .reasons import axis_parts, describe, part_cosines
-from .transform import SearchTransform, combine_blocks
+from .transform import SearchTransform, combine_blocks, l2_normalize
 
 # FAISS flat search switches from its per-query SIMD loop to BLAS only for batches above
 # this many queries (128000 by default in faiss 1.15, i.e. never); BLAS is much faster for
@@ -69,6 +74,8 @@ faiss.cvar.distance_compute_blas_threshold = 20
 Mode = Literal["style", "content", "same-style-different-content", "same-content-different-style", "weighted"]
 MODES: tuple[str, ...] = get_args(Mode)
 AXES = ("style", "content")
+# query key of the style axis without its content-relative step (for the duplicate filter), or None
+_PLAIN_STYLE = "plain_style"
 # mode -> (axis ranked on, axis whose calibrated score is capped by a ceiling or None)
 _MODE_AXES: dict[str, tuple[str, str | None]] = {
     "style": ("style", None),
@@ -90,8 +97,9 @@ class SearchConfig:
     calibrate.py). content_ceiling_z / style_ceiling_z: a same-style-different-content candidate
     is dropped when its calibrated content score is >= content_ceiling_z (it has the query's
     content), and the converse (2.0: the best of 1.0-2.5 measured, module docstring).
-    duplicate_similarity: a candidate at or above this cosine on both axes is a copy of the query
-    (re-upload) and never returned. weights: default per-axis weights of mode "weighted".
+    duplicate_similarity / duplicate_style_similarity: a candidate at or above the first on the
+    content axis and the second on the style axis (without its content-relative step) is a copy of
+    the query (re-upload) and never returned. weights: default per-axis weights of mode "weighted".
     Candidates (and the calibration reference) are the primary axis's top max(min_pool,
     pool_per_k * k) videos, found by an exact matrix product for catalogues of at most
     exhaustive_max videos, else by the axis's FAISS index. gpu: move indexes to a GPU when faiss
@@ -102,6 +110,7 @@ class SearchConfig:
     content_ceiling_z: float = 2.0
     style_ceiling_z: float = 2.0
     duplicate_similarity: float = 0.55
+    duplicate_style_similarity: float = 0.45
     weights: Mapping[str, float] = field(default_factory=_default_weights)
     exhaustive_max: int = 50_000
     min_pool: int = 200
@@ -332,6 +341,7 @@ class Searcher:
         if vectors is None:
             self_rows: list[int | None] = [self._row(video_id) for video_id in video_ids]
             queries = {axis: np.asarray(self._axes[axis].matrix[self_rows]) for axis in AXES}
+            queries[_PLAIN_STYLE] = self._plain_style(np.asarray(self_rows))
         else:
             queries = self._encode(vectors, model_identity)
             self_rows = [None] * len(queries["style"])
@@ -346,7 +356,7 @@ class Searcher:
         results = []
         for i, self_row in enumerate(self_rows):
             rows = np.unique(np.concatenate([pool[i] for pool in pools]))
-            query = {axis: queries[axis][i] for axis in AXES}
+            query = {key: queries[key][i] for key in queries}
             results.append(self._rank(rows, query, self_row, excluded, mode, axis_weights, capped, k))
         return results
 
@@ -400,7 +410,7 @@ class Searcher:
             counts.add(len(rows))
         if len(counts) != 1:
             raise ValueError(f"descriptors have different numbers of query vectors: {sorted(counts)}")
-        queries: dict[str, np.ndarray] = {}
+        queries: dict[str, np.ndarray] = {_PLAIN_STYLE: self._plain_style_of(blocks)}
         pending = set(self._relative)
         # axes without content-relative descriptors first: those descriptors need the content axis query
         for axis in sorted(AXES, key=lambda a: any(n in self._relative for n in self.manifest.axes[a].descriptors)):
@@ -409,7 +419,32 @@ class Searcher:
                 blocks[name] = self._relative_query(name, blocks[name], queries)
                 pending.discard(name)
             queries[axis] = combine_blocks([blocks[name] for name in names])
-        return {axis: queries[axis] for axis in AXES}
+        return queries
+
+    def _plain_style_of(self, blocks: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The style axis without its content-relative step, from per-descriptor query blocks (raw rows
+        for content-relative descriptors, transformed rows for the others); one None per query when the
+        style axis has no such step (the duplicate filter then uses the style axis itself)."""
+        names = self.manifest.axes["style"].descriptors
+        if not any(name in self._relative for name in names):
+            return np.full(len(next(iter(blocks.values()))), None)
+        return combine_blocks([self._centred_raw(name, blocks[name]) if name in self._relative else blocks[name]
+                               for name in names])
+
+    def _plain_style(self, rows: np.ndarray) -> np.ndarray:
+        """``_plain_style_of`` for indexed rows."""
+        names = self.manifest.axes["style"].descriptors
+        if not any(name in self._relative for name in names):
+            return np.full(len(rows), None)
+        parts = self._axes["style"].parts
+        return combine_blocks([
+            self._centred_raw(name, np.asarray(self._relative[name][rows])) if name in self._relative
+            else l2_normalize(np.asarray(self._axes["style"].matrix[rows][:, parts[name]])) for name in names])
+
+    def _centred_raw(self, name: str, raw: np.ndarray) -> np.ndarray:
+        spec = self.manifest.descriptors[name].relative
+        assert spec is not None
+        return l2_normalize(np.asarray(raw, dtype=np.float32) - np.asarray(spec["mean"], dtype=np.float32))
 
     def _relative_query(self, name: str, rows: np.ndarray, queries: Mapping[str, np.ndarray]) -> np.ndarray:
         """Raw query rows of a content-relative descriptor -> search rows, against each query's nearest
@@ -449,8 +484,9 @@ class Searcher:
     ) -> list[Result]:
         """Drop self/duplicates/excluded (and, for dual modes, capped items), rank by the calibrated score."""
         sims = {axis: np.asarray(self._axes[axis].matrix[rows]) @ query[axis] for axis in AXES}
-        threshold = self.config.duplicate_similarity
-        own = (sims["style"] >= threshold) & (sims["content"] >= threshold)
+        plain_style = sims["style"] if query[_PLAIN_STYLE] is None else self._plain_style(rows) @ query[_PLAIN_STYLE]
+        own = ((plain_style >= self.config.duplicate_style_similarity)
+               & (sims["content"] >= self.config.duplicate_similarity))
         if self_row is not None:
             own |= rows == self_row
             if self._hashes[self_row]:

@@ -153,9 +153,11 @@ def test_ssim_command(run_dir):
 
 @pytest.mark.slow  # the shared embedded_run fixture runs the Beam pipeline (~30 s) when no other test has
 def test_report_with_index_neighbours(embedded_run, tmp_path):
-    from styleaxis.index.build import build_indexes
+    from styleaxis.embed.relative import RelativeConfig
+    from styleaxis.index.build import IndexConfig, build_indexes
 
-    build_indexes(embedded_run, tmp_path / "index")
+    # the tiny catalogue shows each content in 2 renderings: the content-relative step compares with those
+    build_indexes(embedded_run, tmp_path / "index", IndexConfig(relative=RelativeConfig(k=2)))
     pd.DataFrame({"method": ["x"], "E": [1.0], "C": [0.5]}).to_csv(tmp_path / "metrics.csv", index=False)
     _invoke("report", str(tmp_path), "--index", str(tmp_path / "index"), "--query", "astronaut__style02", "-k", "2")
     nn = pd.read_csv(tmp_path / "report" / "neighbours.csv")

@@ -51,13 +51,25 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     outside = write_video(base / "outside" / f"{ORIGINAL}__vp9.webm", frames, fps=8, codec="vp9")
     run_embed(expand_inputs([str(base / "clips")]),
               PipelineConfig(out_dir=base / "run", embed=EmbedConfig(short_side=128), progress=False))
-    build_indexes(base / "run", base / "index", IndexConfig(hubness_k=5))
+    # the AdaIN + CIN style axis: the calibration and duplicate rules below were measured on it; the default
+    # content-relative axis is tested in test_end_to_end.py and test_index_relative.py, and scored on the
+    # labelled catalogues by bench/disentangle.py
+    axes = {"style": ("style_in", "style_cin"), "content": ("content",)}
+    build_indexes(base / "run", base / "index", IndexConfig(axes=axes, hubness_k=5))
     return base / "index", base / "clips", outside
 
 
 @pytest.fixture(scope="module")
 def searcher(labelled) -> Searcher:
     return Searcher.load(labelled[0])
+
+
+@pytest.fixture(scope="module")
+def default_searcher(labelled) -> Searcher:
+    """The same run indexed with the default axes (content-relative style_eff)."""
+    index_dir = labelled[0].parent / "index-default"
+    build_indexes(labelled[0].parent / "run", index_dir)
+    return Searcher.load(index_dir)
 
 
 def _queries(searcher: Searcher) -> list[str]:
@@ -112,7 +124,9 @@ def test_calibrating_before_combining_axes_helps(searcher):
 
 @pytest.mark.parametrize("mode", ["style", "content", "same-style-different-content", "same-content-different-style",
                                   "weighted"])
-def test_reuploads_never_come_back(searcher, mode):
+@pytest.mark.parametrize("which", ["searcher", "default_searcher"])
+def test_reuploads_never_come_back(request, mode, which):
+    searcher = request.getfixturevalue(which)
     copies = {ORIGINAL, *REUPLOADS}
     everything = searcher.manifest.count
     for query in copies:
@@ -142,3 +156,12 @@ def test_query_by_files(labelled, searcher):
     garbage.write_text("not a video")
     with pytest.raises(ValueError, match="notes.mp4"):
         files.search(garbage, mode=mode)
+
+
+def test_outside_reencode_is_a_duplicate_on_the_default_axes(labelled, default_searcher):
+    # a vector query: the content-relative step runs against the query's content neighbours, and the
+    # duplicate filter compares the raw style_eff vectors (index/search.py)
+    found = [r.video_id for r in FileQuery(default_searcher, read_frames).search(
+        labelled[2], mode="style", k=default_searcher.manifest.count)]
+    assert not {ORIGINAL, *REUPLOADS} & set(found)
+    assert len(found) >= default_searcher.manifest.count - 4
