@@ -327,6 +327,16 @@ def derived_variants(data: dict[str, Split]) -> dict[str, tuple[str, Callable, t
         for k in (6, 10, 13) if names == ("eff.style_in.s345.mean",) else (10,):
             out[f"{'+'.join(names)} rel k{k}"] = (
                 "style", lambda s, c=names, k=k: relative(s, c, k), (*names, CONTENT_DEFAULT))
+    def style_relative_content(split: str, alpha: float) -> np.ndarray:
+        # the converse step for the content axis: minus alpha x the median content vector of the item's
+        # 10 nearest items on the (content-relative) style axis
+        style = relative(split, ("eff.style_in.s345.mean",), 10)
+        content = vec(split, CONTENT_DEFAULT)
+        return axis_matrix([content - alpha * np.median(content[nearest_rows(style, style, 10)], axis=1)])
+
+    for alpha in (0.3, 0.5, 1.0):
+        out[f"{CONTENT_DEFAULT} - {alpha:g} x style-neighbour median"] = (
+            "content", lambda s, a=alpha: style_relative_content(s, a), (CONTENT_DEFAULT, "eff.style_in.s345.mean"))
     out["eff.style_in.s345.mean rel k10 eps0.3"] = (
         "style", lambda s: relative(s, ("eff.style_in.s345.mean",), 10, 0.3), ("eff.style_in.s345.mean", CONTENT_DEFAULT))
     if "train" in data:
