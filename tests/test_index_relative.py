@@ -41,9 +41,12 @@ def _grid(seed: int = 0, noise: float = 0.05) -> tuple[list[dict], dict[str, tup
 def test_content_relative_is_the_median_and_mad_of_the_neighbours() -> None:
     reference = np.array([[0.0, 10.0], [2.0, 10.0], [4.0, 16.0], [100.0, -5.0]])
     residual, floor = content_relative(reference[:1], reference, np.array([[0, 1, 2]]), eps=0.5)
-    # median (2, 10), MAD (2, 0); floor = 0.5 * median MAD over the queried rows = (1, tiny)
-    np.testing.assert_allclose(floor, [1.0, 1e-12], rtol=1e-6)
+    # median (2, 10), MAD (2, 0); floor = 0.5 * the rows' MAD, raised to the median over dimensions (1)
+    np.testing.assert_allclose(floor, [1.0, 0.5], rtol=1e-6)
     np.testing.assert_allclose(residual, [[(0 - 2) / (2 + 1), 0.0]], atol=1e-6)
+    # a dimension that never varies among the neighbours does not blow a small difference up
+    moved, _ = content_relative(np.array([[0.0, 11.0]]), reference, np.array([[0, 1, 2]]), floor=floor)
+    np.testing.assert_allclose(moved, [[-2 / 3, (11 - 10) / 0.5]], atol=1e-6)
     with pytest.raises(ValueError, match="neighbours index rows outside the reference"):
         content_relative(reference[:1], reference, np.array([[0, 7]]))
     with pytest.raises(ValueError, match="floor must have shape"):
