@@ -271,7 +271,8 @@ def lda(x: np.ndarray, fit: np.ndarray, labels: np.ndarray, k: int, shrink: floa
 
 #: the content default (styleaxis.embed.descriptors "content") and the runner-up, by name in PASS_VARIANTS
 CONTENT_DEFAULT, CONTENT_RUNNER_UP = f"eff.stage5.wct{CONTENT_WHITEN_EPS:g}.grid4sym", "eff.stage5.in.grid3sym"
-#: the style axis the index builds by default, and the cheapest strong style variant
+#: the former default style axis (AdaIN + CIN statistics), and the cheapest strong style variant; the
+#: default is now eff.style_in.s345.mean made content-relative ("... rel k10")
 STYLE_DEFAULT, STYLE_CHEAP = ("style_in", "style_cin"), "eff.style_in.s3"
 #: pass variants computed on the train split, for the subspace and LDA fits
 FIT_VARIANTS = (CONTENT_DEFAULT, CONTENT_RUNNER_UP, STYLE_CHEAP, "style_cin")
