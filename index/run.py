@@ -139,7 +139,8 @@ def _check_descriptor_metadata(path: Path, meta: dict[str, Any], name: str) -> N
     if not isinstance(info, dict) or not isinstance(info.get("dim"), int) or "model" not in info:
         raise ValueError(
             f"{path}: descriptor {name!r} missing from metadata or lacks dim/model "
-            f"(available: {sorted(meta['descriptors'])})"
+            f"(available: {sorted(meta['descriptors'])}); index the available ones "
+            "(styleaxis index build --style/--content, IndexConfig.axes) or embed with it (--descriptors)"
         )
     if info["model"] not in meta["models"]:
         raise ValueError(

@@ -93,6 +93,10 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
         if info.factory != "Flat" and manifest.count > 2 * info.trained_count:
             click.echo(f"  {axis}: trained on {info.trained_count} videos, now {manifest.count}: "
                        "consider --rebuild for best recall")
+    for name, descriptor in manifest.descriptors.items():
+        if descriptor.relative:
+            click.echo(f"{name}: content-relative, against each video's {descriptor.relative['k']} nearest videos "
+                       f"on the {descriptor.relative['axis']} axis")
 
 
 @index.command("audit")

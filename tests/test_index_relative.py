@@ -110,6 +110,22 @@ def test_built_index_serves_the_relative_axis_for_ids_vectors_and_added_videos(t
         assert {labels[r.video_id][1] for r in answers} == {labels[query][1]}, query
 
 
+def test_cli_builds_the_relative_axis_and_names_what_a_run_lacks(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from styleaxis.cli import main
+
+    rows, _ = _grid()
+    run = write_run(tmp_path / "run", rows)
+    built = CliRunner().invoke(main, ["index", "build", str(run), "--relative-k", "12", "--quiet"])
+    assert built.exit_code == 0, built.output
+    assert "style_eff: content-relative, against each video's 12 nearest videos on the content axis" in built.output
+    old = write_run(tmp_path / "old", [{**r, "vectors": {"content": r["vectors"]["content"]}} for r in rows])
+    refused = CliRunner().invoke(main, ["index", "build", str(old)])
+    assert refused.exit_code == 1 and "descriptor 'style_eff' missing" in refused.output
+    assert "styleaxis index build --style/--content" in refused.output
+
+
 def test_relative_descriptor_needs_a_content_axis() -> None:
     with pytest.raises(ValueError, match="content-relative and need a 'content' axis"):
         IndexConfig(axes={"style": ("style_eff",), "other": ("content",)})
