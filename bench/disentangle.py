@@ -335,6 +335,18 @@ def derived_variants(data: dict[str, Split]) -> dict[str, tuple[str, Callable, t
         content = vec(split, CONTENT_DEFAULT)
         return axis_matrix([content - alpha * np.median(content[nearest_rows(style, style, 10)], axis=1)])
 
+    heads = sorted(n for n in data[next(iter(data))][1] if n.startswith("head."))
+    for head in heads:  # the whitened descriptor and the trained head side by side, equal weights
+        pair = (CONTENT_DEFAULT, head)
+        out["+".join(pair)] = ("content", lambda s, c=pair: axis_matrix([vec(s, n) for n in c]), pair)
+
+        def relative_on(split: str, h: str = head) -> np.ndarray:
+            content = axis_matrix([vec(split, CONTENT_DEFAULT), vec(split, h)])
+            neighbours = nearest_rows(content, content, 10)
+            return axis_matrix([content_relative(vec(split, "eff.style_in.s345.mean"),
+                                                 vec(split, "eff.style_in.s345.mean"), neighbours)[0]])
+        out[f"eff.style_in.s345.mean rel k10 (neighbours on {CONTENT_DEFAULT}+{head})"] = (
+            "style", relative_on, ("eff.style_in.s345.mean", CONTENT_DEFAULT, head))
     for alpha in (0.3, 0.5, 1.0):
         out[f"{CONTENT_DEFAULT} - {alpha:g} x style-neighbour median"] = (
             "content", lambda s, a=alpha: style_relative_content(s, a), (CONTENT_DEFAULT, "eff.style_in.s345.mean"))
@@ -398,6 +410,9 @@ def main() -> None:
              "+".join(STYLE_DEFAULT): "former style axis default", "eff.style_in.s345.mean rel k10": "style axis default",
              "eff.stage5.gap": "pooled classifier features",
              "eff.head.gap": "pooled classifier features"}
+    for name in [r["variant"] for r in rows]:
+        if name.startswith(f"{CONTENT_DEFAULT}+head."):
+            notes[name] = "content + content_head (opt-in)"
     table = pd.DataFrame(rows).sort_values(["axis", "variant"], kind="stable")
     table.insert(2, "note", table["variant"].map(notes).fillna(""))
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "

@@ -37,31 +37,31 @@ def test_build_add_rebuild(runs, tmp_path):
     first, second = runs
     runner = CliRunner()
     out = tmp_path / "index"
-    built = runner.invoke(cli, ["index", "build", str(first), "--style", "style_in,style_cin", "--out", str(out), "--quiet"])
+    built = runner.invoke(cli, ["index", "build", str(first), "--style", "style_in,style_cin", "--content", "content", "--out", str(out), "--quiet"])
     assert built.exit_code == 0, built.output
     assert "style: 30 videos, dim 2020, Flat" in built.output and "exact search" in built.output
-    again = runner.invoke(cli, ["index", "build", str(first), "--style", "style_in,style_cin", "--out", str(out)])
+    again = runner.invoke(cli, ["index", "build", str(first), "--style", "style_in,style_cin", "--content", "content", "--out", str(out)])
     assert again.exit_code == 2 and "an index exists at" in again.output and "--add" in again.output
-    added = runner.invoke(cli, ["index", "build", str(second), "--style", "style_in,style_cin", "--out", str(out), "--add"])
+    added = runner.invoke(cli, ["index", "build", str(second), "--style", "style_in,style_cin", "--content", "content", "--out", str(out), "--add"])
     assert added.exit_code == 0, added.output
     assert "added 2 videos (32 in all)" in added.output and IndexManifest.load(out).generation == 2
-    rebuilt = runner.invoke(cli, ["index", "build", str(second), "--style", "style_in,style_cin", "--out", str(out), "--rebuild",
+    rebuilt = runner.invoke(cli, ["index", "build", str(second), "--style", "style_in,style_cin", "--content", "content", "--out", str(out), "--rebuild",
                                   "--factory", "IVF2,Flat", "--quiet"])
     assert rebuilt.exit_code == 0, rebuilt.output
     assert "IVF2,Flat, nprobe=" in rebuilt.output and IndexManifest.load(out).generation == 3
-    both = runner.invoke(cli, ["index", "build", str(second), "--style", "style_in,style_cin", "--out", str(out), "--add", "--rebuild"])
+    both = runner.invoke(cli, ["index", "build", str(second), "--style", "style_in,style_cin", "--content", "content", "--out", str(out), "--add", "--rebuild"])
     assert both.exit_code == 2 and "exclude each other" in both.output
-    fresh = runner.invoke(cli, ["index", "build", str(second), "--style", "style_in,style_cin", "--out", str(tmp_path / "none"), "--add"])
+    fresh = runner.invoke(cli, ["index", "build", str(second), "--style", "style_in,style_cin", "--content", "content", "--out", str(tmp_path / "none"), "--add"])
     assert fresh.exit_code == 2 and "no index at" in fresh.output
 
 
 def test_build_errors_are_one_line(runs, tmp_path):
     first, _ = runs
-    bad = CliRunner().invoke(cli, ["index", "build", str(first), "--style", "style_in,style_cin", "--out", str(tmp_path / "i"),
+    bad = CliRunner().invoke(cli, ["index", "build", str(first), "--style", "style_in,style_cin", "--content", "content", "--out", str(tmp_path / "i"),
                                    "--factory", "IVF2,Bogus"])
     assert bad.exit_code == 1 and "FAISS factory string 'IVF2,Bogus' is not valid" in bad.output
     assert "Traceback" not in bad.output
-    sharded = CliRunner().invoke(cli, ["index", "build", str(first), "--style", "style_in,style_cin", "--out", str(tmp_path / "j"),
+    sharded = CliRunner().invoke(cli, ["index", "build", str(first), "--style", "style_in,style_cin", "--content", "content", "--out", str(tmp_path / "j"),
                                        "--factory", "HNSW32", "--shards", "2"])
     assert sharded.exit_code == 1 and "HNSW graphs cannot be merged" in sharded.output
 
@@ -69,7 +69,7 @@ def test_build_errors_are_one_line(runs, tmp_path):
 def test_audit(runs, tmp_path):
     first, _ = runs
     runner = CliRunner()
-    assert runner.invoke(cli, ["index", "build", str(first), "--style", "style_in,style_cin", "--out", str(tmp_path / "index")]).exit_code == 0
+    assert runner.invoke(cli, ["index", "build", str(first), "--style", "style_in,style_cin", "--content", "content", "--out", str(tmp_path / "index")]).exit_code == 0
     table = runner.invoke(cli, ["index", "audit", str(tmp_path / "index"), "--sample", "20"])
     assert table.exit_code == 0, table.output
     assert "30 videos" in table.output and "8 canary queries pass" in table.output

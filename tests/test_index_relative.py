@@ -16,6 +16,8 @@ from styleaxis.index.build import IndexConfig, add_videos, build_indexes
 from styleaxis.index.search import Searcher
 
 #: 12 styles per content, so each item's 10 content neighbours (the default k) share its content
+#: the default style axis over the grid's one content descriptor (the default content axis adds content_head)
+AXES = {"style": ("style_eff",), "content": ("content",)}
 N_CONTENT = 12  # 11 same-style items of other content: SSDC-P@10 can reach 1
 STYLES = ("identity", "warm", "cold", "grain", "fade", "sepia", "teal", "pastel", "noir", "bloom", "matte", "vivid")
 
@@ -67,13 +69,10 @@ def test_relative_step_groups_by_style_where_raw_statistics_group_by_photo() -> 
     vectors = {name: np.stack([r["vectors"][name] for r in rows]) for name in ("style_eff", "content")}
     contents = [labels[r["video_id"]][0] for r in rows]
     styles = [labels[r["video_id"]][1] for r in rows]
-    report = evaluate(vectors, contents, styles)
+    report = evaluate(vectors, contents, styles, axes=AXES)
     style = report.table.set_index("axis").loc["style"]
     assert style["descriptors"] == "style_eff"
     assert style["precision"] == 1.0 and style["leakage"] == 0.0
-    raw = evaluate(vectors, contents, styles, axes={"style": ("style_eff",), "content": ("content",)},
-                   extra=()).table
-    assert raw.equals(report.table)
     # without the step (the same numbers as a plain, non-relative descriptor): photo wins
     plain = evaluate({"style_x": vectors["style_eff"], "content": vectors["content"]}, contents, styles,
                      axes={"style": ("style_x",), "content": ("content",)}).table.set_index("axis").loc["style"]
@@ -83,7 +82,7 @@ def test_relative_step_groups_by_style_where_raw_statistics_group_by_photo() -> 
 
 def test_built_index_serves_the_relative_axis_for_ids_vectors_and_added_videos(tmp_path) -> None:
     rows, labels = _grid()
-    config = IndexConfig(relative=RelativeConfig(k=len(STYLES)))
+    config = IndexConfig(axes=AXES, relative=RelativeConfig(k=len(STYLES)))
     late = {"c3_warm", "c6_identity"}  # indexed later, with --add
     manifest = build_indexes(write_run(tmp_path / "run1", [r for r in rows if r["video_id"] not in late]),
                              tmp_path / "index", config)
@@ -117,11 +116,12 @@ def test_cli_builds_the_relative_axis_and_names_what_a_run_lacks(tmp_path) -> No
 
     rows, _ = _grid()
     run = write_run(tmp_path / "run", rows)
-    built = CliRunner().invoke(main, ["index", "build", str(run), "--relative-k", "12", "--quiet"])
+    built = CliRunner().invoke(main, ["index", "build", str(run), "--content", "content", "--relative-k", "12",
+                                      "--quiet"])
     assert built.exit_code == 0, built.output
     assert "style_eff: content-relative, against each video's 12 nearest videos on the content axis" in built.output
     old = write_run(tmp_path / "old", [{**r, "vectors": {"content": r["vectors"]["content"]}} for r in rows])
-    refused = CliRunner().invoke(main, ["index", "build", str(old)])
+    refused = CliRunner().invoke(main, ["index", "build", str(old), "--content", "content"])
     assert refused.exit_code == 1 and "descriptor 'style_eff' missing" in refused.output
     assert "styleaxis index build --style/--content" in refused.output
 
@@ -131,3 +131,22 @@ def test_relative_descriptor_needs_a_content_axis() -> None:
         IndexConfig(axes={"style": ("style_eff",), "other": ("content",)})
     with pytest.raises(ValueError, match="cannot hold the content-relative"):
         IndexConfig(axes={"style": ("style_in",), "content": ("content", "style_eff")})
+
+
+def test_style_axis_mixing_relative_and_plain_descriptors(tmp_path) -> None:
+    rows, labels = _grid(seed=1)
+    rng = np.random.default_rng(5)
+    plain = rng.standard_normal((len(STYLES), 16))  # a second style descriptor, not content-relative
+    for r in rows:
+        r["vectors"]["style_cin"] = (plain[labels[r["video_id"]][1]] + 0.05 * rng.standard_normal(16)).astype(
+            np.float32)
+    axes = {"style": ("style_eff", "style_cin"), "content": ("content",)}
+    build_indexes(write_run(tmp_path / "run", rows), tmp_path / "index", IndexConfig(axes=axes))
+    searcher = Searcher.load(tmp_path / "index")
+    assert set(searcher.manifest.descriptors) == {"style_eff", "style_cin", "content"}
+    assert searcher.manifest.descriptors["style_cin"].relative is None
+    vectors = next(r["vectors"] for r in rows if r["video_id"] == "c4_grain")
+    by_vector = searcher.search(vectors=vectors, mode="same-style-different-content", k=6, model_identity=MODELS)
+    by_id = searcher.search("c4_grain", mode="same-style-different-content", k=6)
+    assert [r.video_id for r in by_vector] == [r.video_id for r in by_id]
+    assert {labels[r.video_id][1] for r in by_id} == {STYLES.index("grain")}
