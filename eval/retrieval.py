@@ -34,11 +34,14 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..embed.relative import RELATIVE_DESCRIPTORS, RelativeConfig, content_relative, nearest_rows
+from ..embed.relative import (
+    RELATIVE_DESCRIPTORS, RelativeConfig, content_relative, nearest_rows, style_relative_content,
+)
 from .io import atomic_write
 
 __all__ = [
-    "Axis", "DEFAULT_AXES", "PRECISION_NAMES", "axis_of", "axis_matrix", "relative_blocks", "per_query_metrics",
+    "Axis", "DEFAULT_AXES", "PRECISION_NAMES", "axis_of", "axis_matrix", "relative_blocks", "relative_axes",
+    "per_query_metrics",
     "summarize",
     "RetrievalReport", "evaluate", "plot_per_style",
 ]
@@ -90,6 +93,24 @@ def relative_blocks(vectors: Mapping[str, np.ndarray], names: Sequence[str], con
     neighbours = nearest_rows(reference, reference, config.k)
     return [content_relative(vectors[name], vectors[name], neighbours, config.eps)[0]
             if name in RELATIVE_DESCRIPTORS else vectors[name] for name in names]
+
+
+def relative_axes(vectors: Mapping[str, np.ndarray], axes: Mapping[str, Sequence[str]],
+                  config: RelativeConfig | None = None) -> dict[str, np.ndarray]:
+    """Axis matrices as the index builds them: each axis from :func:`relative_blocks`; then, when the
+    style axis holds a content-relative descriptor and ``config.content_alpha`` > 0, the content axis
+    made style-relative (:func:`~styleaxis.embed.relative.style_relative_content`, neighbours on the
+    style axis, content rows as they were before the step)."""
+    config = config or RelativeConfig()
+    content_names = tuple(axes.get("content", ()))
+    out = {axis: axis_matrix(relative_blocks(vectors, names, content_names, config))
+           for axis, names in axes.items() if names}
+    if ("content" in out and "style" in out and config.content_alpha > 0
+            and RELATIVE_DESCRIPTORS & set(axes["style"])):
+        base = out["content"]
+        neighbours = nearest_rows(out["style"], out["style"], config.k)
+        out["content"] = axis_matrix([style_relative_content(base, base, neighbours, config.content_alpha)])
+    return out
 
 
 def _expected_ap(relevant: int, ranked: int) -> float:
@@ -206,15 +227,17 @@ def _row(axis: Axis, names: Sequence[str], per_query: pd.DataFrame, k: int) -> d
 
 def evaluate(vectors: Mapping[str, np.ndarray], contents: Sequence[Any] | np.ndarray,
              styles: Sequence[Any] | np.ndarray, axes: Mapping[str, Sequence[str]] | None = None,
-             k: int = 10, singles: bool = True, extra: Sequence[str] = ()) -> RetrievalReport:
+             k: int = 10, singles: bool = True, extra: Sequence[str] = (),
+             relative: RelativeConfig | None = None) -> RetrievalReport:
     """Evaluate descriptor vectors ({name: (N, D)}) of a labelled catalogue on both axes.
 
     ``axes`` maps "style" and "content" to the descriptors combined into that axis (default: those of
     :data:`DEFAULT_AXES` present in ``vectors``, else every present descriptor of that axis, by
     :func:`axis_of`). With ``singles``, each descriptor of a multi-descriptor axis also gets a row of its
     own, and so does each descriptor named in ``extra`` (on the axis :func:`axis_of` gives it). Every
-    block is centred on the catalogue and L2-normalised, as the index does, after the content-relative
-    step of :func:`relative_blocks` (neighbours on the content axis of ``axes``).
+    block is centred on the catalogue and L2-normalised, as the index does, and the axes get the
+    index's relative steps (:func:`relative_axes`, configured by ``relative``); a row for a single
+    descriptor gets the content-relative step of :func:`relative_blocks` only.
     """
     if axes is None:
         axes = {}
@@ -227,19 +250,19 @@ def evaluate(vectors: Mapping[str, np.ndarray], contents: Sequence[Any] | np.nda
                        f"vectors hold {', '.join(vectors)}")
     rows, main = [], {}
     content_names = axes.get("content", ())
+    matrices = relative_axes(vectors, axes, relative)
     for axis, names in axes.items():
         if not names:
             continue
-        blocks = relative_blocks(vectors, names, content_names)
-        main[axis] = per_query_metrics(axis_matrix(blocks), contents, styles, axis, k)
+        main[axis] = per_query_metrics(matrices[axis], contents, styles, axis, k)
         rows.append(_row(axis, names, main[axis], k))
         if singles and len(names) > 1:
-            for name, block in zip(names, blocks):
+            for name, block in zip(names, relative_blocks(vectors, names, content_names, relative)):
                 pq = per_query_metrics(axis_matrix([block]), contents, styles, axis, k)
                 rows.append(_row(axis, [name], pq, k))
     for name in extra:
         axis = axis_of(name)
-        block = relative_blocks(vectors, [name], content_names)
+        block = relative_blocks(vectors, [name], content_names, relative)
         rows.append(_row(axis, [name], per_query_metrics(axis_matrix(block), contents, styles, axis, k), k))
     if not main:
         raise ValueError("no descriptor to evaluate on either axis")

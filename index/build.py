@@ -13,6 +13,7 @@ import itertools
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..embed.relative import RELATIVE_DESCRIPTORS, RelativeConfig, content_relative
+from ..embed.relative import RELATIVE_DESCRIPTORS, RelativeConfig, content_relative, style_relative_content
 from ._io import atomic_open, sha256_file, write_npy_rows
 from .calibrate import hubness
 from .factory import (
@@ -55,6 +56,11 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # axis/descriptor names become file nam
 _ROWS_PER_BLOCK = 65536
 #: the axis whose neighbours content-relative descriptors are measured against (built before them)
 RELATIVE_AXIS = "content"
+#: with the converse step (RelativeConfig.content_alpha > 0), the content axis before that step: the
+#: style step's neighbours come from it, the content step's medians from its rows (an internal axis)
+BASE_AXIS = "content_base"
+#: the axis whose neighbours the content step takes
+STYLE_AXIS = "style"
 
 
 def _default_axes() -> dict[str, tuple[str, ...]]:
@@ -103,6 +109,8 @@ class IndexConfig:
             raise ValueError(f"IndexConfig.axes: {relative} are content-relative and need a {RELATIVE_AXIS!r} axis")
         if RELATIVE_DESCRIPTORS & set(self.axes.get(RELATIVE_AXIS, ())):
             raise ValueError(f"IndexConfig.axes[{RELATIVE_AXIS!r}] cannot hold the content-relative {relative}")
+        if BASE_AXIS in self.axes:
+            raise ValueError(f"IndexConfig.axes: {BASE_AXIS!r} is reserved for the index's own use")
         for axis, descriptors in self.axes.items():
             bad = [name for name in (axis, *descriptors) if not _NAME.match(name)]
             if bad:
@@ -165,25 +173,29 @@ def build_from_vectors(
     axes: dict[str, AxisInfo] = {}
     indexes: dict[str, faiss.Index] = {}
     matrices: dict[str, np.ndarray] = {}
-    # the content axis first: content-relative descriptors need its neighbours
-    for axis in sorted(config.axes, key=lambda a: a != RELATIVE_AXIS):
-        names = config.axes[axis]
+    step = _content_step(config)
+    neighbour_axis = BASE_AXIS if step else RELATIVE_AXIS
+    for axis in _axis_order(config.axes, step):
+        names = config.axes[RELATIVE_AXIS if axis == BASE_AXIS else axis]
         for name in names:
             if name not in descriptors:
-                content = (indexes[RELATIVE_AXIS], matrices[RELATIVE_AXIS]) if RELATIVE_AXIS in indexes else None
+                content = (indexes[neighbour_axis], matrices[neighbour_axis]) if neighbour_axis in indexes else None
                 descriptors[name], transformed[name] = _fit_descriptor(
-                    out_dir, generation, name, run, config, content, files)
-        blocks = [transformed[name] for name in names]
-        matrix = combine_blocks(blocks)
+                    out_dir, generation, name, run, config, content, neighbour_axis, files)
+        matrix, relative = combine_blocks([transformed[name] for name in names]), None
+        if step and axis == RELATIVE_AXIS:
+            matrix, relative = _fit_content_step(out_dir, generation, matrices[BASE_AXIS], indexes[STYLE_AXIS],
+                                                 matrices[STYLE_AXIS], config, files)
         if config.factory:
             choice = FactoryChoice(config.factory, "given by the caller")
         else:
             choice = choose_factory(count, matrix.shape[1], budget, config.flat_max, config.hnsw_max)
         index = _train_and_add(matrix, choice.factory, config, gpu)
         axes[axis], indexes[axis], matrices[axis] = _write_axis(
-            out_dir, generation, axis, names, index, [matrix], count, choice, count, config.hubness_k, config, files
+            out_dir, generation, axis, names, index, [matrix], count, choice, count, config.hubness_k, config, files,
+            relative,
         )
-    axes = {axis: axes[axis] for axis in config.axes}
+    axes = {axis: axes[axis] for axis in (*config.axes, *([BASE_AXIS] if step else []))}
     descriptors = {name: descriptors[name] for name in config.descriptors}
 
     manifest = IndexManifest(
@@ -212,7 +224,7 @@ def build_from_vectors(
 
 def _fit_descriptor(
     out_dir: Path, generation: int, name: str, run: RunVectors, config: IndexConfig,
-    content: tuple[faiss.Index, np.ndarray] | None, files: dict[str, str],
+    content: tuple[faiss.Index, np.ndarray] | None, neighbour_axis: str, files: dict[str, str],
 ) -> tuple[DescriptorInfo, np.ndarray]:
     """Fit and save one descriptor's transform (on its content-relative residuals where it is one of
     RELATIVE_DESCRIPTORS); returns its DescriptorInfo and its transformed rows. Drops the raw matrix."""
@@ -227,7 +239,7 @@ def _fit_descriptor(
         raw_mean = np.asarray(raw, dtype=np.float64).mean(axis=0)  # the duplicate filter centres raw vectors on it
         assert content is not None  # IndexConfig checks that the content axis exists; it is built first
         raw, floor = content_relative(raw, raw, _neighbours(*content, k), config.relative.eps)
-        relative = {"axis": RELATIVE_AXIS, "k": k, "eps": config.relative.eps,
+        relative = {"axis": neighbour_axis, "k": k, "eps": config.relative.eps,
                     "floor": [float(v) for v in floor], "mean": [float(v) for v in raw_mean], "raw_file": raw_file}
     transform = SearchTransform.fit(raw, whiten=config.whiten)
     transform_file = artifact_name(f"transform_{name}", generation, ".npz")
@@ -239,6 +251,40 @@ def _fit_descriptor(
         whiten=config.whiten, transform_file=transform_file, transform_checksum=checksum, relative=relative,
     )
     return info, transform.apply(raw)
+
+
+def _content_step(config: IndexConfig) -> float:
+    """alpha of the converse step on the content axis, 0 when off (RelativeConfig.content_alpha is 0,
+    or the style axis holds no content-relative descriptor)."""
+    relative_style = RELATIVE_DESCRIPTORS & set(config.axes.get(STYLE_AXIS, ()))
+    return config.relative.content_alpha if relative_style and RELATIVE_AXIS in config.axes else 0.0
+
+
+def _axis_order(axes: Iterable[str], step: bool) -> list[str]:
+    """Build order: the content axis first (its neighbours make style content-relative); with the
+    converse step, the unstepped content axis first and the content axis last (it needs the style axis)."""
+    axes = list(axes)
+    if not step:
+        return sorted(axes, key=lambda a: a != RELATIVE_AXIS)
+    return [BASE_AXIS, *(a for a in axes if a not in (RELATIVE_AXIS, BASE_AXIS)), RELATIVE_AXIS]
+
+
+def _fit_content_step(
+    out_dir: Path, generation: int, base: np.ndarray, style_index: faiss.Index, style_matrix: np.ndarray,
+    config: IndexConfig, files: dict[str, str],
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The content axis after the converse step: each row minus alpha x the median base row of its k
+    nearest videos on the style axis, then a fitted centring + L2 (saved). Returns the rows and the
+    AxisInfo.relative record that lets queries and --add repeat it."""
+    k = min(config.relative.k, len(base))
+    alpha = config.relative.content_alpha
+    stepped = style_relative_content(base, base, _neighbours(style_index, style_matrix, k), alpha)
+    transform = SearchTransform.fit(stepped)
+    transform_file = artifact_name("transform_axis_content", generation, ".npz")
+    checksum = transform.save(out_dir / transform_file)
+    files[transform_file] = sha256_file(out_dir / transform_file)
+    return transform.apply(stepped), {"axis": STYLE_AXIS, "base_axis": BASE_AXIS, "k": k, "alpha": alpha,
+                                      "transform_file": transform_file, "transform_checksum": checksum}
 
 
 def _neighbours(index: faiss.Index, queries: np.ndarray, k: int, start: int = 0) -> np.ndarray:
@@ -281,15 +327,24 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
                    for name, info in previous.descriptors.items() if info.relative is None}
     count = previous.count + len(run.video_ids)
     axes, indexes, matrices = {}, {}, {}
-    for axis in sorted(previous.axes, key=lambda a: a != RELATIVE_AXIS):
+    for axis in _axis_order(previous.axes, BASE_AXIS in previous.axes):
         info = previous.axes[axis]
         for name in info.descriptors:
             if name not in transformed:  # content-relative: against the grown content axis
+                spec = descriptors[name].relative or {}
                 descriptors[name], rows = _add_relative(
-                    index_dir, generation, descriptors[name], run.vectors.pop(name), indexes[RELATIVE_AXIS],
-                    matrices[RELATIVE_AXIS], previous.count, files)
+                    index_dir, generation, descriptors[name], run.vectors.pop(name), indexes[spec["axis"]],
+                    matrices[spec["axis"]], previous.count, files)
                 transformed[name] = transforms[name].apply(rows)
         new_rows = combine_blocks([transformed[name] for name in info.descriptors])
+        if info.relative:  # the converse step, against the grown style axis
+            step = info.relative
+            files[step["transform_file"]] = previous.files[step["transform_file"]]
+            neighbours = _neighbours(indexes[step["axis"]], matrices[step["axis"]][previous.count:], int(step["k"]),
+                                     start=previous.count)
+            new_rows = SearchTransform.load(index_dir / step["transform_file"]).apply(style_relative_content(
+                matrices[step["base_axis"]][previous.count:], matrices[step["base_axis"]], neighbours,
+                float(step["alpha"])))
         index = faiss.read_index(str(index_dir / info.index_file))
         work = to_gpu(index) if gpu else index
         work.add(new_rows)
@@ -298,7 +353,7 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
         choice = FactoryChoice(info.factory, info.factory_reason)
         axes[axis], indexes[axis], matrices[axis] = _write_axis(
             index_dir, generation, axis, info.descriptors, to_cpu(work), blocks, count, choice,
-            info.trained_count, info.hubness_k, config, files,
+            info.trained_count, info.hubness_k, config, files, info.relative,
         )
     video_ids = old_ids + run.video_ids
     hashes = ids_table["content_hash"].to_pylist() + run.content_hashes
@@ -365,6 +420,7 @@ def _write_axis(
     hubness_k: int,
     config: IndexConfig,
     files: dict[str, str],
+    relative: dict[str, Any] | None = None,
 ) -> tuple[AxisInfo, faiss.Index, np.ndarray]:
     """Write one axis's matrix, (tuned) index and hubness; returns its AxisInfo, index and mapped matrix."""
     if index.ntotal != count:
@@ -393,7 +449,7 @@ def _write_axis(
         metric=METRIC, index_file=index_file, matrix_file=matrix_file,
         search_param=None if value is None else search_parameter(index), search_value=value,
         tuned_recall=round(recall, 4), trained_count=trained_count,
-        hubness_k=hubness_k if hubness_file else 0, hubness_file=hubness_file,
+        hubness_k=hubness_k if hubness_file else 0, hubness_file=hubness_file, relative=relative,
     )
     return info, index, matrix
 

@@ -49,6 +49,9 @@ class AxisInfo:
     candidate pool holds tuned_recall of the exact top-10. trained_count: vectors the index was
     trained on (adds beyond ~2x that call for a rebuild). hubness_file: per-row mean similarity to
     the row's hubness_k nearest neighbours, for CSLS calibration (None, and k 0, when not computed).
+    relative: for a content axis made style-relative (styleaxis.embed.relative.style_relative_content),
+    {"axis": the neighbours' axis, "base_axis": the axis of the rows before the step, "k", "alpha",
+    "transform_file", "transform_checksum": the centring fitted after the step}; None otherwise.
     """
 
     descriptors: tuple[str, ...]
@@ -64,6 +67,7 @@ class AxisInfo:
     trained_count: int
     hubness_k: int
     hubness_file: str | None
+    relative: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

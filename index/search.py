@@ -60,7 +60,8 @@ import faiss
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..embed.relative import content_relative
+from ..embed.relative import content_relative, style_relative_content
+from .build import BASE_AXIS
 from .calibrate import CALIBRATIONS, Calibration, calibrate
 from .factory import gpu_available, set_search_parameter, to_gpu
 from .integrity import CPU_TOLERANCE, GPU_TOLERANCE, IndexIntegrityError, check_canaries, recall_audit, verify_file
@@ -78,6 +79,8 @@ MODES: tuple[str, ...] = get_args(Mode)
 AXES = ("style", "content")
 # query key of the style axis without its content-relative step (for the duplicate filter), or None
 _PLAIN_STYLE = "plain_style"
+# transforms key of the centring fitted after the content axis's converse step
+_CONTENT_STEP = "content axis step"
 # mode -> (axis ranked on, axis whose calibrated score is capped by a ceiling or None)
 _MODE_AXES: dict[str, tuple[str, str | None]] = {
     "style": ("style", None),
@@ -248,9 +251,16 @@ class Searcher:
                 relative[name] = np.load(raw_path, mmap_mode="r")
                 _check_shape(raw_path, relative[name].shape, (manifest.count, info.dim))
 
+        step = manifest.axes["content"].relative
+        if step is not None:  # the content axis's converse step: its fitted centring
+            transforms[_CONTENT_STEP] = SearchTransform.load(index_dir / step["transform_file"])
+            if transforms[_CONTENT_STEP].checksum() != step["transform_checksum"]:
+                raise IndexIntegrityError(f"{index_dir / step['transform_file']}: transform checksum differs from "
+                                          f"the manifest's {step['transform_checksum']}")
+
         gpu = config.gpu and gpu_available()
         axes = {}
-        for axis in AXES:
+        for axis in (*AXES, *(a for a in manifest.axes if a == BASE_AXIS)):
             info = manifest.axes[axis]
             index_path, matrix_path = index_dir / info.index_file, index_dir / info.matrix_file
             index = faiss.read_index(str(index_path))
@@ -413,14 +423,22 @@ class Searcher:
         if len(counts) != 1:
             raise ValueError(f"descriptors have different numbers of query vectors: {sorted(counts)}")
         queries: dict[str, np.ndarray] = {_PLAIN_STYLE: self._plain_style_of(blocks)}
-        pending = set(self._relative)
-        # axes without content-relative descriptors first: those descriptors need the content axis query
-        for axis in sorted(AXES, key=lambda a: any(n in self._relative for n in self.manifest.axes[a].descriptors)):
-            names = self.manifest.axes[axis].descriptors
-            for name in pending.intersection(names):
-                blocks[name] = self._relative_query(name, blocks[name], queries)
-                pending.discard(name)
-            queries[axis] = combine_blocks([blocks[name] for name in names])
+        content = combine_blocks([blocks[name] for name in self.manifest.axes["content"].descriptors])
+        step = self.manifest.axes["content"].relative
+        if step is not None:
+            queries[step["base_axis"]] = content
+        else:
+            queries["content"] = content
+        for name in set(self._relative).intersection(self.manifest.axes["style"].descriptors):
+            blocks[name] = self._relative_query(name, blocks[name], queries)
+        queries["style"] = combine_blocks([blocks[name] for name in self.manifest.axes["style"].descriptors])
+        if step is not None:  # the converse step: minus the median base content of the style neighbours
+            neighbours = self._pools(queries["style"], step["axis"], int(step["k"]), None)
+            base = self._axes[step["base_axis"]].matrix
+            stepped = np.concatenate([
+                style_relative_content(row[None], base, nb[None], float(step["alpha"]))
+                for row, nb in zip(content, neighbours)])
+            queries["content"] = self._transforms[_CONTENT_STEP].apply(stepped)
         return queries
 
     def _plain_style_of(self, blocks: Mapping[str, np.ndarray]) -> np.ndarray:

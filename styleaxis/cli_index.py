@@ -49,11 +49,15 @@ def index() -> None:
 @click.option("--content", "content", default="content", show_default=True,
               help="Descriptors (comma-separated) concatenated into the content axis.")
 @click.option("--relative-k", default=10, show_default=True, type=click.IntRange(min=1),
-              help="Content neighbours a content-relative style descriptor (style_eff) is measured against.")
+              help="Content neighbours a content-relative style descriptor (style_eff) is measured against; "
+                   "also the style neighbours of the content axis's step.")
+@click.option("--content-alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="With a content-relative style axis, the content axis subtracts this times the median content "
+                   "of each video's style neighbours (0: off).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, factory: str | None,
                 memory_budget_gb: float, whiten: str, shards: int, hubness_k: int, target_recall: float,
-                style: str, content: str, relative_k: int, quiet: bool) -> None:
+                style: str, content: str, relative_k: int, content_alpha: float, quiet: bool) -> None:
     """Build the style and content indexes from RUN_DIR's videos/ Parquet (or grow them with --add).
 
     An existing index is never replaced silently: pass --add to index the run's new videos or
@@ -72,7 +76,7 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
     try:
         config = IndexConfig(axes=axes, factory=factory, memory_budget_gb=memory_budget_gb, whiten=whiten,
                              shards=shards, hubness_k=hubness_k, target_recall=target_recall,
-                             relative=RelativeConfig(k=relative_k), progress=not quiet)
+                             relative=RelativeConfig(k=relative_k, content_alpha=content_alpha), progress=not quiet)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if add:
@@ -87,6 +91,8 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
         manifest = build_indexes(run_dir, out, config)
         click.echo(f"index written to {out} in {manifest.build_seconds:.2f} s")
     for axis, info in manifest.axes.items():
+        if axis == "content_base":  # internal: the content axis before its style-relative step
+            continue
         tuned = f", {info.search_param}={info.search_value}" if info.search_param else ""
         click.echo(f"{axis}: {manifest.count} videos, dim {info.dim}, {info.factory}{tuned} "
                    f"(pool recall {info.tuned_recall:.3f}; {info.factory_reason})")
@@ -96,7 +102,11 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
     for name, descriptor in manifest.descriptors.items():
         if descriptor.relative:
             click.echo(f"{name}: content-relative, against each video's {descriptor.relative['k']} nearest videos "
-                       f"on the {descriptor.relative['axis']} axis")
+                       "on the content axis")
+    step = manifest.axes["content"].relative if "content" in manifest.axes else None
+    if step:
+        click.echo(f"content axis: style-relative, minus {step['alpha']:g} x the median content of each video's "
+                   f"{step['k']} nearest videos on the style axis")
 
 
 @index.command("audit")

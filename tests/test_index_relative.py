@@ -91,6 +91,18 @@ def test_built_index_serves_the_relative_axis_for_ids_vectors_and_added_videos(t
     assert info.relative["k"] == len(STYLES) and info.relative["raw_file"] in manifest.files
     assert len(info.relative["floor"]) == 48
     searcher = Searcher.load(tmp_path / "index")
+    # the converse step: the content axis sheds the style leak the grid put into it (0.3 x the style's
+    # shift in its first dimension); the axis before the step is kept as content_base
+    step = manifest.axes["content"].relative
+    assert (step["axis"], step["base_axis"], step["alpha"]) == ("style", "content_base", 0.5)
+    rows_of = {v: i for i, v in enumerate(searcher.video_ids)}
+    pairs = [(rows_of[a], rows_of[b]) for a in rows_of for b in rows_of
+             if a < b and labels[a][1] == labels[b][1] and labels[a][0] != labels[b][0]]
+
+    def mean_cosine(axis: str) -> float:
+        m = np.asarray(searcher.axis_matrix(axis))
+        return float(np.mean([m[i] @ m[j] for i, j in pairs]))
+    assert mean_cosine("content") < mean_cosine("content_base") - 0.01
     for query in ("c0_identity", "c2_cold", "c5_fade"):
         answers = searcher.search(query, mode="same-style-different-content", k=N_CONTENT - 2)
         assert {labels[r.video_id][1] for r in answers} == {labels[query][1]}, query
@@ -100,6 +112,11 @@ def test_built_index_serves_the_relative_axis_for_ids_vectors_and_added_videos(t
     by_id = searcher.search("c2_cold", mode="style", k=5)
     assert [r.video_id for r in by_vector] == [r.video_id for r in by_id]
     assert by_vector[0].style_score == pytest.approx(by_id[0].style_score, abs=1e-5)
+    # and through the content axis's step: neighbours on the style axis, medians of content_base
+    by_vector = searcher.search(vectors=vectors, mode="content", k=5, model_identity=MODELS)
+    by_id = searcher.search("c2_cold", mode="content", k=5)
+    assert [r.video_id for r in by_vector] == [r.video_id for r in by_id]
+    assert [r.content_score for r in by_vector] == pytest.approx([r.content_score for r in by_id], abs=1e-5)
 
     grown = add_videos(write_run(tmp_path / "run2", rows), tmp_path / "index", config)
     assert grown.count == len(rows) and grown.descriptors["style_eff"].relative["raw_file"].endswith(".g2.npy")
@@ -120,6 +137,8 @@ def test_cli_builds_the_relative_axis_and_names_what_a_run_lacks(tmp_path) -> No
                                       "--quiet"])
     assert built.exit_code == 0, built.output
     assert "style_eff: content-relative, against each video's 12 nearest videos on the content axis" in built.output
+    assert "content axis: style-relative, minus 0.5 x the median content of each video's 12 nearest" in built.output
+    assert "content_base" not in built.output  # internal
     old = write_run(tmp_path / "old", [{**r, "vectors": {"content": r["vectors"]["content"]}} for r in rows])
     refused = CliRunner().invoke(main, ["index", "build", str(old), "--content", "content"])
     assert refused.exit_code == 1 and "descriptor 'style_eff' missing" in refused.output
