@@ -47,7 +47,7 @@ from styleaxis.embed.functional import calc_mean_std, instance_norm, l2_normaliz
 from styleaxis.embed.registry import load_model, sha256_file
 from styleaxis.eval.catalog import CatalogConfig, build_catalog, read_catalog
 from styleaxis.eval.io import load_image
-from styleaxis.embed.relative import content_relative, nearest_rows
+from styleaxis.embed.relative import content_relative, nearest_rows, style_relative_content
 from styleaxis.eval.retrieval import axis_matrix, per_query_metrics, summarize
 
 Taps = dict[str, dict[str, torch.Tensor]]  # encoder -> tap -> activation
@@ -328,12 +328,13 @@ def derived_variants(data: dict[str, Split]) -> dict[str, tuple[str, Callable, t
         for k in (6, 10, 13) if names == ("eff.style_in.s345.mean",) else (10,):
             out[f"{'+'.join(names)} rel k{k}"] = (
                 "style", lambda s, c=names, k=k: relative(s, c, k), (*names, CONTENT_DEFAULT))
-    def style_relative_content(split: str, alpha: float) -> np.ndarray:
+    def content_step(split: str, alpha: float) -> np.ndarray:
         # the converse step for the content axis: minus alpha x the median content vector of the item's
         # 10 nearest items on the (content-relative) style axis
+        # as the index and styleaxis.eval.retrieval.relative_axes do it: on the centred, L2-normalised axis
         style = relative(split, ("eff.style_in.s345.mean",), 10)
-        content = vec(split, CONTENT_DEFAULT)
-        return axis_matrix([content - alpha * np.median(content[nearest_rows(style, style, 10)], axis=1)])
+        content = axis_matrix([vec(split, CONTENT_DEFAULT)])
+        return axis_matrix([style_relative_content(content, content, nearest_rows(style, style, 10), alpha)])
 
     heads = sorted(n for n in data[next(iter(data))][1] if n.startswith("head."))
     for head in heads:  # the whitened descriptor and the trained head side by side, equal weights
@@ -349,7 +350,7 @@ def derived_variants(data: dict[str, Split]) -> dict[str, tuple[str, Callable, t
             "style", relative_on, ("eff.style_in.s345.mean", CONTENT_DEFAULT, head))
     for alpha in (0.3, 0.5, 1.0):
         out[f"{CONTENT_DEFAULT} - {alpha:g} x style-neighbour median"] = (
-            "content", lambda s, a=alpha: style_relative_content(s, a), (CONTENT_DEFAULT, "eff.style_in.s345.mean"))
+            "content", lambda s, a=alpha: content_step(s, a), (CONTENT_DEFAULT, "eff.style_in.s345.mean"))
     out["eff.style_in.s345.mean rel k10 eps0.3"] = (
         "style", lambda s: relative(s, ("eff.style_in.s345.mean",), 10, 0.3), ("eff.style_in.s345.mean", CONTENT_DEFAULT))
     if "train" in data:
@@ -394,6 +395,8 @@ def main() -> None:
             continue
         if any(u not in data[split][1] for u in uses for split in splits):  # --only: not cached yet
             continue
+        if any(u not in PASS_VARIANTS and u not in variants for u in uses):  # a cached head not asked for
+            continue
         # one pass per encoder: the deepest variant of each encoder it uses, summed over encoders
         # (NaN when --only left one of them unmeasured)
         per_encoder: dict[str, float] = {}
@@ -406,7 +409,8 @@ def main() -> None:
             m = score(build(split), data[split][0], axis)
             row.update({f"{split}.P": m["precision"], f"{split}.mAP": m["map"], f"{split}.leak": m["leakage"]})
         rows.append(row)
-    notes = {CONTENT_DEFAULT: "content default", "eff.stage5.in.grid4": "former content default",
+    notes = {CONTENT_DEFAULT: "content descriptor (former content axis)", "eff.stage5.in.grid4": "former content default",
+             f"{CONTENT_DEFAULT} - 0.5 x style-neighbour median": "content axis default",
              "+".join(STYLE_DEFAULT): "former style axis default", "eff.style_in.s345.mean rel k10": "style axis default",
              "eff.stage5.gap": "pooled classifier features",
              "eff.head.gap": "pooled classifier features"}
