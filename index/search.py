@@ -31,8 +31,9 @@ same-style-different-content / same-content-different-style: plain single-axis c
 0.875 / 0.984; uncalibrated cos_primary - cos_other 0.882 / 0.335; z_primary - z_other
 0.717 / 0.828; this ranking with the ceiling at z 1.5: 0.893 / 0.964, at 2.0 (the default):
 0.895 / 0.984; with CSLS at 2.0: 0.906 / 0.989. So: calibrate before combining, combine by a ceiling rather than a difference, and
-CSLS is not worth its build-time k-NN pass by default. With the default content-relative style axis
-the same catalogue gives 0.996 / 0.982 at ceiling 2.0 (bench/RESULTS.md).
+CSLS is not worth its build-time k-NN pass by default. With the default relative axes (style_eff
+content-relative, content style-relative) the same catalogue gives 0.996 / 0.996 at ceiling 2.0
+(bench/RESULTS.md).
 
 Duplicates (the query itself, byte-identical copies by content hash, and re-uploads: content cosine
 >= duplicate_similarity and style cosine >= duplicate_style_similarity) are never returned and are
