@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from styleaxis.embed.embedder import EmbedConfig, Embedder, video_vector
+from styleaxis.embed.relative import RelativeConfig
 from styleaxis.embed.schema import read_metadata
 from styleaxis.index.build import IndexConfig, build_indexes
 from styleaxis.index.search import Result, Searcher
@@ -75,8 +76,12 @@ def run_demo(out_dir: str | Path, *, query_clip: str = "astronaut__style08", k: 
     summary = embed_catalogue([str(out / "clips")], out / "run",
                               PipelineConfig(out_dir=out / "run", progress=progress))
     embed_seconds = time.perf_counter() - start
-    manifest = build_indexes(out / "run", out / "run" / "index")
-    echo(f"indexed {manifest.count} clips on two axes")
+    # the relative steps compare each clip with its k nearest on the other axis; k is at most the number of
+    # renderings a photo has here (the default 10 suits catalogues with ~10 per content: bench/RESULTS.md)
+    relative = RelativeConfig(k=len(demo.styles))
+    manifest = build_indexes(out / "run", out / "run" / "index", IndexConfig(relative=relative))
+    echo(f"indexed {manifest.count} clips on two axes (relative steps over each clip's {relative.k} nearest: "
+         f"every photo is shown in {len(demo.styles)} styles)")
     searcher = Searcher.load(out / "run" / "index")
     ids = list(searcher.video_ids)
     if query_clip not in ids:
