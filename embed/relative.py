@@ -12,14 +12,14 @@ dimension. The median over the neighbours estimates what is typical for that con
 estimates how much that content varies, so each content's deviations count on one scale; ``floor``
 (``eps`` times the catalogue's median MAD of that dimension, or of all dimensions where that is
 larger) keeps a content whose neighbours barely vary, and a dimension that hardly ever varies (a
-near-dead channel), from blowing noise up. The residual is what the rendering adds, whatever the photo. With k = 10 on the
-labelled catalogues (bench/disentangle.py) the hard split went from SSDC-P@10 0.951 to 0.975 and the
-unseen filters from 0.62 to 0.89, at leakage 0.002 and 0.03.
+near-dead channel), from blowing noise up. The residual is what the rendering adds, whatever the
+photo. With k = 10 on the labelled catalogues (bench/disentangle.py) the hard split went from
+SSDC-P@10 0.951 to 0.975 and the unseen filters from 0.62 to 0.89, at leakage 0.002 and 0.03.
 
 The converse step serves the content axis (:func:`style_relative_content`): a content vector minus
 ``content_alpha`` times the median content vector of the item's ``k`` nearest items on the
 (content-relative) style axis, i.e. minus what the items rendered like it have in common. At alpha
-0.5 it halved the hard split's content leakage (0.021 -> 0.010, SCDS-P@10 0.946 -> 0.952) and left
+0.5 it halved the hard split's content leakage (0.021 -> 0.011, SCDS-P@10 0.946 -> 0.952) and left
 labelled video clips as they were (bench/RESULTS.md). The style step takes its neighbours on the
 content axis *before* this step, so nothing is circular: base content -> style -> content.
 
@@ -43,8 +43,10 @@ class RelativeConfig:
     """How a style vector is made content-relative.
 
     Attributes:
-        k: content neighbours the reference is taken over (the item itself counts when indexed).
-            8-12 scored within 0.01 of each other on the catalogues; 6 lost 0.03 on the unseen split.
+        k: neighbours the reference is taken over (the item itself counts when indexed); also the
+            style neighbours of the content step. 10 scored best on the catalogues, which show each
+            photo in 13 renderings (13: -0.01, 6: -0.04 on the unseen split); keep it at most the number
+            of videos that typically show one content (the demo, 4 renderings per photo, uses 4).
         eps: the MAD floor, relative to the catalogue's median MAD (0.1 and 0.3 within 0.003).
         content_alpha: weight of the converse step on the content axis (0 turns it off; 0.3 and 0.5
             scored within 0.002, 1.0 raised leakage again).
