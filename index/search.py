@@ -62,7 +62,6 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..embed.relative import content_relative, style_relative_content
-from .build import BASE_AXIS
 from .calibrate import CALIBRATIONS, Calibration, calibrate
 from .factory import gpu_available, set_search_parameter, to_gpu
 from .integrity import CPU_TOLERANCE, GPU_TOLERANCE, IndexIntegrityError, check_canaries, recall_audit, verify_file
@@ -261,7 +260,8 @@ class Searcher:
 
         gpu = config.gpu and gpu_available()
         axes = {}
-        for axis in (*AXES, *(a for a in manifest.axes if a == BASE_AXIS)):
+        # with the content axis's converse step, also the axis before it (the style step's neighbours)
+        for axis in (*AXES, *([step["base_axis"]] if step is not None else [])):
             info = manifest.axes[axis]
             index_path, matrix_path = index_dir / info.index_file, index_dir / info.matrix_file
             index = faiss.read_index(str(index_path))
@@ -453,14 +453,12 @@ class Searcher:
                                for name in names])
 
     def _plain_style(self, rows: np.ndarray) -> np.ndarray:
-        """``_plain_style_of`` for indexed rows."""
-        names = self.manifest.axes["style"].descriptors
-        if not any(name in self._relative for name in names):
-            return np.full(len(rows), None)
-        parts = self._axes["style"].parts
-        return combine_blocks([
-            self._centred_raw(name, np.asarray(self._relative[name][rows])) if name in self._relative
-            else l2_normalize(np.asarray(self._axes["style"].matrix[rows][:, parts[name]])) for name in names])
+        """``_plain_style_of`` for indexed rows: their stored raw vectors, or their slice of the style axis."""
+        style = self._axes["style"]
+        return self._plain_style_of({
+            name: np.asarray(self._relative[name][rows]) if name in self._relative
+            else l2_normalize(np.asarray(style.matrix[rows][:, style.parts[name]]))
+            for name in self.manifest.axes["style"].descriptors})
 
     def _centred_raw(self, name: str, raw: np.ndarray) -> np.ndarray:
         spec = self.manifest.descriptors[name].relative

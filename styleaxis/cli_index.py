@@ -64,7 +64,7 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
     --rebuild to start over. Either way the old index stays readable until the new one is complete.
     """
     from styleaxis.embed.relative import RelativeConfig
-    from styleaxis.index.build import IndexConfig, add_videos, build_indexes
+    from styleaxis.index.build import BASE_AXIS, IndexConfig, add_videos, build_indexes
     from styleaxis.index.manifest import MANIFEST_FILE
 
     if add and rebuild:
@@ -91,7 +91,7 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
         manifest = build_indexes(run_dir, out, config)
         click.echo(f"index written to {out} in {manifest.build_seconds:.2f} s")
     for axis, info in manifest.axes.items():
-        if axis == "content_base":  # internal: the content axis before its style-relative step
+        if axis == BASE_AXIS:  # internal: the content axis before its style-relative step
             continue
         tuned = f", {info.search_param}={info.search_value}" if info.search_param else ""
         click.echo(f"{axis}: {manifest.count} videos, dim {info.dim}, {info.factory}{tuned} "
