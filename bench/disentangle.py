@@ -18,7 +18,8 @@ Style variants: IN mean/std per tap subset (VGG and EfficientNet), Gram, predict
 parameters, their concatenations, the search transform fitted on the catalogue (none, centring, std,
 PCA whitening), the content subspace projected out, LDA on the train split's styles, and the
 content-relative step (``rel kK``: residual against the median / MAD of the item's K nearest items on
-the content default, styleaxis.embed.relative; ``style_eff`` = eff.style_in.s345.mean rel k10).
+the content default, styleaxis.embed.relative; ``style_eff`` = eff.style_in.s345.mean rel k10) and
+the style expansion (``+expM``: plus the M nearest style rows outside the item's content neighbours).
 
     python bench/disentangle.py [--cache DIR] [--splits easy,hard,unseen] [--only PREFIX] [--head FILE]
 """
@@ -47,8 +48,8 @@ from styleaxis.embed.functional import calc_mean_std, instance_norm, l2_normaliz
 from styleaxis.embed.registry import load_model, sha256_file
 from styleaxis.eval.catalog import CatalogConfig, build_catalog, read_catalog
 from styleaxis.eval.io import load_image
-from styleaxis.embed.relative import content_relative, nearest_rows, style_relative_content
-from styleaxis.eval.retrieval import axis_matrix, per_query_metrics, summarize
+from styleaxis.embed.relative import RelativeConfig, content_relative, expand_rows, nearest_rows, style_relative_content
+from styleaxis.eval.retrieval import axis_matrix, per_query_metrics, relative_axes, summarize
 
 Taps = dict[str, dict[str, torch.Tensor]]  # encoder -> tap -> activation
 
@@ -351,6 +352,23 @@ def derived_variants(data: dict[str, Split]) -> dict[str, tuple[str, Callable, t
     for alpha in (0.3, 0.5, 1.0):
         out[f"{CONTENT_DEFAULT} - {alpha:g} x style-neighbour median"] = (
             "content", lambda s, a=alpha: content_step(s, a), (CONTENT_DEFAULT, "eff.style_in.s345.mean"))
+    def product(split: str, expand: int) -> dict[str, np.ndarray]:
+        # both axes exactly as the index builds them (styleaxis.eval.retrieval.relative_axes)
+        vectors = {"style_eff": vec(split, "eff.style_in.s345.mean"), "content": vec(split, CONTENT_DEFAULT)}
+        return relative_axes(vectors, {"style": ("style_eff",), "content": ("content",)},
+                             RelativeConfig(expand=expand))
+
+    uses = ("eff.style_in.s345.mean", CONTENT_DEFAULT)
+    for m in (1, 2, 3, 5):  # the style expansion: + the m nearest style rows outside the content neighbours
+        out[f"eff.style_in.s345.mean rel k10 +exp{m}"] = ("style", lambda s, m=m: product(s, m)["style"], uses)
+    out[f"{CONTENT_DEFAULT} - 0.5 x style-neighbour median (style +exp2)"] = (
+        "content", lambda s: product(s, 2)["content"], uses)
+
+    def expand_without_exclusion(split: str) -> np.ndarray:  # plain database-side augmentation
+        style = relative(split, ("eff.style_in.s345.mean",), 10)
+        itself = np.arange(len(style))[:, None]
+        return expand_rows(style, style, nearest_rows(style, style, 3), itself, 2)
+    out["eff.style_in.s345.mean rel k10 +exp2 (own content not excluded)"] = ("style", expand_without_exclusion, uses)
     out["eff.style_in.s345.mean rel k10 eps0.3"] = (
         "style", lambda s: relative(s, ("eff.style_in.s345.mean",), 10, 0.3), ("eff.style_in.s345.mean", CONTENT_DEFAULT))
     if "train" in data:
@@ -410,8 +428,8 @@ def main() -> None:
             row.update({f"{split}.P": m["precision"], f"{split}.mAP": m["map"], f"{split}.leak": m["leakage"]})
         rows.append(row)
     notes = {CONTENT_DEFAULT: "content descriptor (former content axis)", "eff.stage5.in.grid4": "former content default",
-             f"{CONTENT_DEFAULT} - 0.5 x style-neighbour median": "content axis default",
-             "+".join(STYLE_DEFAULT): "former style axis default", "eff.style_in.s345.mean rel k10": "style axis default",
+             f"{CONTENT_DEFAULT} - 0.5 x style-neighbour median (style +exp2)": "content axis default",
+             "+".join(STYLE_DEFAULT): "former style axis default", "eff.style_in.s345.mean rel k10 +exp2": "style axis default",
              "eff.stage5.gap": "pooled classifier features",
              "eff.head.gap": "pooled classifier features"}
     for name in [r["variant"] for r in rows]:

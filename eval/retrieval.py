@@ -35,7 +35,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..embed.relative import (
-    RELATIVE_DESCRIPTORS, RelativeConfig, content_relative, nearest_rows, style_relative_content,
+    RELATIVE_DESCRIPTORS, RelativeConfig, content_relative, expand_rows, nearest_rows, style_relative_content,
 )
 from .io import atomic_write
 
@@ -97,17 +97,25 @@ def relative_blocks(vectors: Mapping[str, np.ndarray], names: Sequence[str], con
 
 def relative_axes(vectors: Mapping[str, np.ndarray], axes: Mapping[str, Sequence[str]],
                   config: RelativeConfig | None = None) -> dict[str, np.ndarray]:
-    """Axis matrices as the index builds them: each axis from :func:`relative_blocks`; then, when the
-    style axis holds a content-relative descriptor and ``config.content_alpha`` > 0, the content axis
-    made style-relative (:func:`~styleaxis.embed.relative.style_relative_content`, neighbours on the
-    style axis, content rows as they were before the step)."""
+    """Axis matrices as the index builds them: each axis from :func:`relative_blocks`; when the style
+    axis holds a content-relative descriptor, the style axis expanded by ``config.expand`` style
+    neighbours outside each row's content neighbours (:func:`~styleaxis.embed.relative.expand_rows`),
+    then, when ``config.content_alpha`` > 0, the content axis made style-relative
+    (:func:`~styleaxis.embed.relative.style_relative_content`, neighbours on the style axis, content
+    rows as they were before the step)."""
     config = config or RelativeConfig()
     content_names = tuple(axes.get("content", ()))
     out = {axis: axis_matrix(relative_blocks(vectors, names, content_names, config))
            for axis, names in axes.items() if names}
-    if ("content" in out and "style" in out and config.content_alpha > 0
-            and RELATIVE_DESCRIPTORS & set(axes["style"])):
-        base = out["content"]
+    if "content" not in out or "style" not in out or not RELATIVE_DESCRIPTORS & set(axes["style"]):
+        return out
+    base = out["content"]
+    if config.expand:
+        style = out["style"]
+        excluded = nearest_rows(base, base, config.k)
+        candidates = nearest_rows(style, style, config.k + config.expand)
+        out["style"] = expand_rows(style, style, candidates, excluded, config.expand)
+    if config.content_alpha > 0:
         neighbours = nearest_rows(out["style"], out["style"], config.k)
         out["content"] = axis_matrix([style_relative_content(base, base, neighbours, config.content_alpha)])
     return out

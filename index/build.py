@@ -23,7 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..embed.relative import RELATIVE_DESCRIPTORS, RelativeConfig, content_relative, style_relative_content
+from ..embed.relative import (
+    RELATIVE_DESCRIPTORS, RelativeConfig, content_relative, expand_rows, style_relative_content,
+)
 from ._io import atomic_open, sha256_file, write_npy_rows
 from .calibrate import hubness
 from .factory import (
@@ -61,6 +63,11 @@ RELATIVE_AXIS = "content"
 BASE_AXIS = "content_base"
 #: the axis whose neighbours the content step takes
 STYLE_AXIS = "style"
+#: with the style expansion (RelativeConfig.expand > 0), the style axis before it: the expansion
+#: neighbours of added videos and of vector queries are searched there (an internal axis)
+STYLE_BASE_AXIS = "style_base"
+#: internal axis -> the axis whose descriptors it holds
+INTERNAL_AXES = {BASE_AXIS: RELATIVE_AXIS, STYLE_BASE_AXIS: STYLE_AXIS}
 
 
 def _default_axes() -> dict[str, tuple[str, ...]]:
@@ -109,8 +116,9 @@ class IndexConfig:
             raise ValueError(f"IndexConfig.axes: {relative} are content-relative and need a {RELATIVE_AXIS!r} axis")
         if RELATIVE_DESCRIPTORS & set(self.axes.get(RELATIVE_AXIS, ())):
             raise ValueError(f"IndexConfig.axes[{RELATIVE_AXIS!r}] cannot hold the content-relative {relative}")
-        if BASE_AXIS in self.axes:
-            raise ValueError(f"IndexConfig.axes: {BASE_AXIS!r} is reserved for the index's own use")
+        reserved = sorted(set(INTERNAL_AXES) & set(self.axes))
+        if reserved:
+            raise ValueError(f"IndexConfig.axes: {reserved} are reserved for the index's own use")
         for axis, descriptors in self.axes.items():
             bad = [name for name in (axis, *descriptors) if not _NAME.match(name)]
             if bad:
@@ -173,19 +181,25 @@ def build_from_vectors(
     axes: dict[str, AxisInfo] = {}
     indexes: dict[str, faiss.Index] = {}
     matrices: dict[str, np.ndarray] = {}
-    step = _content_step(config)
+    step, expand = _content_step(config), _expansion(config)
     neighbour_axis = BASE_AXIS if step else RELATIVE_AXIS
-    for axis in _axis_order(config.axes, step):
-        names = config.axes[RELATIVE_AXIS if axis == BASE_AXIS else axis]
+    for axis in _axis_order(config.axes, bool(step), bool(expand)):
+        names = config.axes[INTERNAL_AXES.get(axis, axis)]
         for name in names:
             if name not in descriptors:
                 content = (indexes[neighbour_axis], matrices[neighbour_axis]) if neighbour_axis in indexes else None
                 descriptors[name], transformed[name] = _fit_descriptor(
                     out_dir, generation, name, run, config, content, neighbour_axis, files)
-        matrix, relative = combine_blocks([transformed[name] for name in names]), None
+        relative = expansion = None
         if step and axis == RELATIVE_AXIS:
             matrix, relative = _fit_content_step(out_dir, generation, matrices[BASE_AXIS], indexes[STYLE_AXIS],
                                                  matrices[STYLE_AXIS], config, files)
+        elif expand and axis == STYLE_AXIS:
+            expansion = {"base_axis": STYLE_BASE_AXIS, "exclude_axis": neighbour_axis,
+                         "k": min(config.relative.k, count), "m": expand}
+            matrix = _expand_style(indexes, matrices, expansion)
+        else:
+            matrix = combine_blocks([transformed[name] for name in names])
         if config.factory:
             choice = FactoryChoice(config.factory, "given by the caller")
         else:
@@ -193,9 +207,9 @@ def build_from_vectors(
         index = _train_and_add(matrix, choice.factory, config, gpu)
         axes[axis], indexes[axis], matrices[axis] = _write_axis(
             out_dir, generation, axis, names, index, [matrix], count, choice, count, config.hubness_k, config, files,
-            relative,
+            relative, expansion,
         )
-    axes = {axis: axes[axis] for axis in (*config.axes, *([BASE_AXIS] if step else []))}
+    axes = {axis: axes[axis] for axis in (*config.axes, *(a for a in INTERNAL_AXES if a in axes))}
     descriptors = {name: descriptors[name] for name in config.descriptors}
 
     manifest = IndexManifest(
@@ -260,13 +274,35 @@ def _content_step(config: IndexConfig) -> float:
     return config.relative.content_alpha if relative_style and RELATIVE_AXIS in config.axes else 0.0
 
 
-def _axis_order(axes: Iterable[str], step: bool) -> list[str]:
+def _expansion(config: IndexConfig) -> int:
+    """Style neighbours each style row is expanded by, 0 when off (RelativeConfig.expand is 0, or the
+    style axis holds no content-relative descriptor)."""
+    relative_style = RELATIVE_DESCRIPTORS & set(config.axes.get(STYLE_AXIS, ()))
+    return config.relative.expand if relative_style and RELATIVE_AXIS in config.axes else 0
+
+
+def _axis_order(axes: Iterable[str], step: bool, expand: bool) -> list[str]:
     """Build order: the content axis first (its neighbours make style content-relative); with the
-    converse step, the unstepped content axis first and the content axis last (it needs the style axis)."""
-    axes = list(axes)
-    if not step:
-        return sorted(axes, key=lambda a: a != RELATIVE_AXIS)
-    return [BASE_AXIS, *(a for a in axes if a not in (RELATIVE_AXIS, BASE_AXIS)), RELATIVE_AXIS]
+    converse step, the unstepped content axis first and the content axis last (it needs the style
+    axis); with the expansion, the unexpanded style axis just before the style axis."""
+    axes = [a for a in axes if a not in INTERNAL_AXES]
+    order = [BASE_AXIS if step else RELATIVE_AXIS] if RELATIVE_AXIS in axes else []
+    for axis in axes:
+        if axis != RELATIVE_AXIS:
+            order += [STYLE_BASE_AXIS, axis] if expand and axis == STYLE_AXIS else [axis]
+    return order + [RELATIVE_AXIS] if step else order
+
+
+def _expand_style(indexes: Mapping[str, faiss.Index], matrices: Mapping[str, np.ndarray],
+                  expansion: Mapping[str, Any], start: int = 0) -> np.ndarray:
+    """Style rows ``start``... after the expansion: each unexpanded row plus its ``m`` nearest
+    unexpanded rows that are not among its ``k`` nearest videos on the exclude axis."""
+    base, exclude = expansion["base_axis"], expansion["exclude_axis"]
+    k, m = int(expansion["k"]), int(expansion["m"])
+    rows = matrices[base][start:]
+    excluded = _neighbours(indexes[exclude], matrices[exclude][start:], k, start)
+    candidates = _neighbours(indexes[base], rows, k + m, start)
+    return expand_rows(rows, matrices[base], candidates, excluded, m)
 
 
 def _fit_content_step(
@@ -327,7 +363,7 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
                    for name, info in previous.descriptors.items() if info.relative is None}
     count = previous.count + len(run.video_ids)
     axes, indexes, matrices = {}, {}, {}
-    for axis in _axis_order(previous.axes, BASE_AXIS in previous.axes):
+    for axis in _axis_order(previous.axes, BASE_AXIS in previous.axes, STYLE_BASE_AXIS in previous.axes):
         info = previous.axes[axis]
         for name in info.descriptors:
             if name not in transformed:  # content-relative: against the grown content axis
@@ -336,8 +372,9 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
                     index_dir, generation, descriptors[name], run.vectors.pop(name), indexes[spec["axis"]],
                     matrices[spec["axis"]], previous.count, files)
                 transformed[name] = transforms[name].apply(rows)
-        new_rows = combine_blocks([transformed[name] for name in info.descriptors])
-        if info.relative:  # the converse step, against the grown style axis
+        if info.expansion:  # against the grown unexpanded style axis
+            new_rows = _expand_style(indexes, matrices, info.expansion, start=previous.count)
+        elif info.relative:  # the converse step, against the grown style axis
             step = info.relative
             files[step["transform_file"]] = previous.files[step["transform_file"]]
             neighbours = _neighbours(indexes[step["axis"]], matrices[step["axis"]][previous.count:], int(step["k"]),
@@ -345,6 +382,8 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
             new_rows = SearchTransform.load(index_dir / step["transform_file"]).apply(style_relative_content(
                 matrices[step["base_axis"]][previous.count:], matrices[step["base_axis"]], neighbours,
                 float(step["alpha"])))
+        else:
+            new_rows = combine_blocks([transformed[name] for name in info.descriptors])
         index = faiss.read_index(str(index_dir / info.index_file))
         work = to_gpu(index) if gpu else index
         work.add(new_rows)
@@ -353,7 +392,7 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
         choice = FactoryChoice(info.factory, info.factory_reason)
         axes[axis], indexes[axis], matrices[axis] = _write_axis(
             index_dir, generation, axis, info.descriptors, to_cpu(work), blocks, count, choice,
-            info.trained_count, info.hubness_k, config, files, info.relative,
+            info.trained_count, info.hubness_k, config, files, info.relative, info.expansion,
         )
     video_ids = old_ids + run.video_ids
     hashes = ids_table["content_hash"].to_pylist() + run.content_hashes
@@ -421,6 +460,7 @@ def _write_axis(
     config: IndexConfig,
     files: dict[str, str],
     relative: dict[str, Any] | None = None,
+    expansion: dict[str, Any] | None = None,
 ) -> tuple[AxisInfo, faiss.Index, np.ndarray]:
     """Write one axis's matrix, (tuned) index and hubness; returns its AxisInfo, index and mapped matrix."""
     if index.ntotal != count:
@@ -450,6 +490,7 @@ def _write_axis(
         search_param=None if value is None else search_parameter(index), search_value=value,
         tuned_recall=round(recall, 4), trained_count=trained_count,
         hubness_k=hubness_k if hubness_file else 0, hubness_file=hubness_file, relative=relative,
+        expansion=expansion,
     )
     return info, index, matrix
 

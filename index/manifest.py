@@ -52,6 +52,9 @@ class AxisInfo:
     relative: for a content axis made style-relative (styleaxis.embed.relative.style_relative_content),
     {"axis": the neighbours' axis, "base_axis": the axis of the rows before the step, "k", "alpha",
     "transform_file", "transform_checksum": the centring fitted after the step}; None otherwise.
+    expansion: for a style axis expanded by its style neighbours (styleaxis.embed.relative.expand_rows),
+    {"base_axis": the axis of the rows before expansion, "exclude_axis": the axis whose "k" nearest
+    videos a row may not take, "k", "m": the neighbours added}; None otherwise.
     """
 
     descriptors: tuple[str, ...]
@@ -68,6 +71,7 @@ class AxisInfo:
     hubness_k: int
     hubness_file: str | None
     relative: dict[str, Any] | None = None
+    expansion: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

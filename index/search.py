@@ -61,7 +61,7 @@ import faiss
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..embed.relative import content_relative, style_relative_content
+from ..embed.relative import content_relative, expand_rows, style_relative_content
 from .calibrate import CALIBRATIONS, Calibration, calibrate
 from .factory import gpu_available, set_search_parameter, to_gpu
 from .integrity import CPU_TOLERANCE, GPU_TOLERANCE, IndexIntegrityError, check_canaries, recall_audit, verify_file
@@ -260,8 +260,9 @@ class Searcher:
 
         gpu = config.gpu and gpu_available()
         axes = {}
-        # with the content axis's converse step, also the axis before it (the style step's neighbours)
-        for axis in (*AXES, *([step["base_axis"]] if step is not None else [])):
+        # with the content axis's converse step or the style expansion, also the axis before it
+        internal = [spec["base_axis"] for spec in (step, manifest.axes["style"].expansion) if spec is not None]
+        for axis in (*AXES, *internal):
             info = manifest.axes[axis]
             index_path, matrix_path = index_dir / info.index_file, index_dir / info.matrix_file
             index = faiss.read_index(str(index_path))
@@ -433,6 +434,9 @@ class Searcher:
         for name in set(self._relative).intersection(self.manifest.axes["style"].descriptors):
             blocks[name] = self._relative_query(name, blocks[name], queries)
         queries["style"] = combine_blocks([blocks[name] for name in self.manifest.axes["style"].descriptors])
+        expansion = self.manifest.axes["style"].expansion
+        if expansion is not None:
+            queries["style"] = self._expand_query(queries["style"], queries, expansion)
         if step is not None:  # the converse step: minus the median base content of the style neighbours
             neighbours = self._pools(queries["style"], step["axis"], int(step["k"]), None)
             base = self._axes[step["base_axis"]].matrix
@@ -475,6 +479,18 @@ class Searcher:
         residuals = [content_relative(row[None], self._relative[name], nb[None], floor=floor)[0]
                      for row, nb in zip(rows, neighbours)]
         return self._transforms[name].apply(np.concatenate(residuals))
+
+    def _expand_query(self, rows: np.ndarray, queries: Mapping[str, np.ndarray],
+                      expansion: Mapping[str, Any]) -> np.ndarray:
+        """Unexpanded style query rows -> style axis rows: each plus its nearest unexpanded rows outside
+        its content neighbours, as the build expanded the catalogue's rows (styleaxis.embed.relative)."""
+        base, exclude = expansion["base_axis"], expansion["exclude_axis"]
+        k, m = int(expansion["k"]), int(expansion["m"])
+        excluded = self._pools(queries[exclude], exclude, k, None)
+        candidates = self._pools(rows, base, k + m, None)
+        matrix = self._axes[base].matrix
+        return np.concatenate([expand_rows(row[None], matrix, found[None], skip[None], m)
+                               for row, found, skip in zip(rows, candidates, excluded)])
 
     def _pools(self, queries: np.ndarray, axis: str, size: int, allowed: np.ndarray | None) -> list[np.ndarray]:
         """Per query, the rows of its top `size` videos on `axis` (among `allowed` rows if given)."""

@@ -51,20 +51,23 @@ def index() -> None:
 @click.option("--relative-k", default=10, show_default=True, type=click.IntRange(min=1),
               help="Content neighbours a content-relative style descriptor (style_eff) is measured against; "
                    "also the style neighbours of the content axis's step.")
+@click.option("--expand", default=2, show_default=True, type=click.IntRange(min=0),
+              help="With a content-relative style axis, add to each video's style vector those of its this many "
+                   "nearest videos on the style axis that are not among its content neighbours (0: off).")
 @click.option("--content-alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="With a content-relative style axis, the content axis subtracts this times the median content "
                    "of each video's style neighbours (0: off).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, factory: str | None,
                 memory_budget_gb: float, whiten: str, shards: int, hubness_k: int, target_recall: float,
-                style: str, content: str, relative_k: int, content_alpha: float, quiet: bool) -> None:
+                style: str, content: str, relative_k: int, expand: int, content_alpha: float, quiet: bool) -> None:
     """Build the style and content indexes from RUN_DIR's videos/ Parquet (or grow them with --add).
 
     An existing index is never replaced silently: pass --add to index the run's new videos or
     --rebuild to start over. Either way the old index stays readable until the new one is complete.
     """
     from styleaxis.embed.relative import RelativeConfig
-    from styleaxis.index.build import BASE_AXIS, IndexConfig, add_videos, build_indexes
+    from styleaxis.index.build import INTERNAL_AXES, IndexConfig, add_videos, build_indexes
     from styleaxis.index.manifest import MANIFEST_FILE
 
     if add and rebuild:
@@ -76,7 +79,7 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
     try:
         config = IndexConfig(axes=axes, factory=factory, memory_budget_gb=memory_budget_gb, whiten=whiten,
                              shards=shards, hubness_k=hubness_k, target_recall=target_recall,
-                             relative=RelativeConfig(k=relative_k, content_alpha=content_alpha), progress=not quiet)
+                             relative=RelativeConfig(k=relative_k, expand=expand, content_alpha=content_alpha), progress=not quiet)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if add:
@@ -91,7 +94,7 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
         manifest = build_indexes(run_dir, out, config)
         click.echo(f"index written to {out} in {manifest.build_seconds:.2f} s")
     for axis, info in manifest.axes.items():
-        if axis == BASE_AXIS:  # internal: the content axis before its style-relative step
+        if axis in INTERNAL_AXES:  # an axis before one of its steps, for queries and --add
             continue
         tuned = f", {info.search_param}={info.search_value}" if info.search_param else ""
         click.echo(f"{axis}: {manifest.count} videos, dim {info.dim}, {info.factory}{tuned} "
@@ -103,6 +106,10 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
         if descriptor.relative:
             click.echo(f"{name}: content-relative, against each video's {descriptor.relative['k']} nearest videos "
                        "on the content axis")
+    expansion = manifest.axes["style"].expansion if "style" in manifest.axes else None
+    if expansion:
+        click.echo(f"style axis: each video plus its {expansion['m']} nearest videos on the style axis outside its "
+                   f"{expansion['k']} content neighbours")
     step = manifest.axes["content"].relative if "content" in manifest.axes else None
     if step:
         click.echo(f"content axis: style-relative, minus {step['alpha']:g} x the median content of each video's "

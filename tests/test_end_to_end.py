@@ -28,8 +28,10 @@ def index_dir(embedded_run: Path) -> Path:
 def test_indexes_hold_the_ok_clips_only(index_dir: Path, tiny_clips: list[Path]) -> None:
     searcher = Searcher.load(index_dir)
     assert sorted(searcher.video_ids) == sorted(p.stem for p in tiny_clips)
-    # content_base: the content axis before its style-relative step (index/build.py)
-    assert set(searcher.manifest.axes) == {"style", "content", "content_base"}
+    # content_base / style_base: the content axis before its style-relative step, the style axis before
+    # its expansion (index/build.py)
+    assert set(searcher.manifest.axes) == {"style", "content", "content_base", "style_base"}
+    assert searcher.manifest.axes["style"].expansion["m"] == TINY_RELATIVE.expand
     assert searcher.manifest.axes["content"].relative["alpha"] == 0.5
     assert searcher.manifest.axes["style"].descriptors == ("style_eff",)
     assert searcher.manifest.descriptors["style_eff"].relative["k"] == TINY_RELATIVE.k
