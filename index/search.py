@@ -32,20 +32,24 @@ same-style-different-content / same-content-different-style: plain single-axis c
 0.717 / 0.828; this ranking with the ceiling at z 1.5: 0.893 / 0.964, at 2.0 (the default):
 0.895 / 0.984; with CSLS at 2.0: 0.906 / 0.989. So: calibrate before combining, combine by a ceiling rather than a difference, and
 CSLS is not worth its build-time k-NN pass by default. With the default relative axes (style_eff
-content-relative, content style-relative) the same catalogue gives 0.996 / 0.996 at ceiling 2.0
-(bench/RESULTS.md).
+content-relative and expanded, content style-relative) the same catalogue gives 1.000 / 0.996 at
+ceiling 2.0 (bench/RESULTS.md).
 
 Duplicates (the query itself, byte-identical copies by content hash, and re-uploads: content cosine
->= duplicate_similarity and style cosine >= duplicate_style_similarity) are never returned and are
-left out of the calibration reference. With the whitened content descriptor and the AdaIN + CIN
-style axis, re-encodes of a demo clip (CRF 35, 80x54, VP9) scored 0.88-0.99 style and 0.68-0.97
-content (centred cosines) against their original, while the nearest distinct clips reached 0.85
-style and 0.33 content; hence 0.55 on content (the axis that separates them). A content-relative
+>= duplicate_similarity and style cosine >= duplicate_style_similarity, both on the descriptors
+before the catalogue-relative steps) are never returned and are left out of the calibration
+reference. With the whitened content descriptor and the AdaIN + CIN style axis, re-encodes of a demo
+clip (CRF 35, 80x54, VP9) scored 0.88-0.99 style and 0.68-0.97 content (centred cosines) against
+their original, while the nearest distinct clips reached 0.85 style and 0.33 content; so content is
+the axis that separates them there. A content-relative
 style descriptor (the default style_eff) is compared here on its raw vectors centred on the
 catalogue mean, not on its residuals: a re-upload shifts its own content neighbours' median and its
 residual drifts (demo: residual cosines 0.12-0.40 to the original). Raw, re-encodes scored 0.57-0.59
 in two runs (x264 output varies) and distinct clips whose content cosine passed 0.3 at most 0.29;
-hence 0.45 on style.
+hence 0.45 on style. Content is compared before the content axis's style-relative step too (the
+`content_base` axis), which moves with the catalogue: re-encodes scored 0.71-0.84 there, while two
+renderings of one photo in similar cin26 styles (the calibration catalogue's styles 00 and 12, raw
+style 0.48-0.53) reached 0.55; hence 0.6 on content.
 """
 
 from __future__ import annotations
@@ -103,8 +107,8 @@ class SearchConfig:
     is dropped when its calibrated content score is >= content_ceiling_z (it has the query's
     content), and the converse (2.0: the best of 1.0-2.5 measured, module docstring).
     duplicate_similarity / duplicate_style_similarity: a candidate at or above the first on the
-    content axis and the second on the style axis (without its content-relative step) is a copy of
-    the query (re-upload) and never returned. weights: default per-axis weights of mode "weighted".
+    content axis and the second on the style axis (both without their catalogue-relative steps) is a
+    copy of the query (re-upload) and never returned. weights: default per-axis weights of mode "weighted".
     Candidates (and the calibration reference) are the primary axis's top max(min_pool,
     pool_per_k * k) videos, found by an exact matrix product for catalogues of at most
     exhaustive_max videos, else by the axis's FAISS index. gpu: move indexes to a GPU when faiss
@@ -114,7 +118,7 @@ class SearchConfig:
     calibration: Calibration = "z"
     content_ceiling_z: float = 2.0
     style_ceiling_z: float = 2.0
-    duplicate_similarity: float = 0.55
+    duplicate_similarity: float = 0.6
     duplicate_style_similarity: float = 0.45
     weights: Mapping[str, float] = field(default_factory=_default_weights)
     exhaustive_max: int = 50_000
@@ -207,6 +211,9 @@ class Searcher:
         self._relative = relative or {}  # content-relative descriptor -> the catalogue's raw vectors
         self._axes = axes
         self._ceilings = {"content": config.content_ceiling_z, "style": config.style_ceiling_z}
+        step = manifest.axes["content"].relative
+        # the duplicate filter's content axis: the content axis before its style-relative step
+        self._plain_content = "content" if step is None else step["base_axis"]
         self._index_lock: AbstractContextManager[object] = threading.Lock() if gpu else nullcontext()
 
     @classmethod
@@ -356,6 +363,7 @@ class Searcher:
             self_rows: list[int | None] = [self._row(video_id) for video_id in video_ids]
             queries = {axis: np.asarray(self._axes[axis].matrix[self_rows]) for axis in AXES}
             queries[_PLAIN_STYLE] = self._plain_style(np.asarray(self_rows))
+            queries[self._plain_content] = np.asarray(self._axes[self._plain_content].matrix[self_rows])
         else:
             queries = self._encode(vectors, model_identity)
             self_rows = [None] * len(queries["style"])
@@ -520,8 +528,10 @@ class Searcher:
         """Drop self/duplicates/excluded (and, for dual modes, capped items), rank by the calibrated score."""
         sims = {axis: np.asarray(self._axes[axis].matrix[rows]) @ query[axis] for axis in AXES}
         plain_style = sims["style"] if query[_PLAIN_STYLE] is None else self._plain_style(rows) @ query[_PLAIN_STYLE]
+        plain_content = (sims["content"] if self._plain_content == "content"
+                         else np.asarray(self._axes[self._plain_content].matrix[rows]) @ query[self._plain_content])
         own = ((plain_style >= self.config.duplicate_style_similarity)
-               & (sims["content"] >= self.config.duplicate_similarity))
+               & (plain_content >= self.config.duplicate_similarity))
         if self_row is not None:
             own |= rows == self_row
             if self._hashes[self_row]:

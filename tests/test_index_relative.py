@@ -13,7 +13,7 @@ from test_index import MODELS, write_run
 from styleaxis.embed.relative import RelativeConfig, content_relative, expand_rows, nearest_rows
 from styleaxis.eval.retrieval import evaluate
 from styleaxis.index.build import IndexConfig, add_videos, build_indexes
-from styleaxis.index.search import Searcher
+from styleaxis.index.search import SearchConfig, Searcher
 
 #: 12 styles per content, so each item's 10 content neighbours (the default k) share its content
 #: the default style axis over the grid's one content descriptor (the default content axis adds content_head)
@@ -203,3 +203,20 @@ def test_style_axis_mixing_relative_and_plain_descriptors(tmp_path) -> None:
     by_id = searcher.search("c4_grain", mode="same-style-different-content", k=6)
     assert [r.video_id for r in by_vector] == [r.video_id for r in by_id]
     assert {labels[r.video_id][1] for r in by_id} == {STYLES.index("grain")}
+
+
+def test_duplicate_filter_compares_content_before_its_step(tmp_path) -> None:
+    rows, _ = _grid()
+    build_indexes(write_run(tmp_path / "run", rows), tmp_path / "index",
+                  IndexConfig(axes=AXES, relative=RelativeConfig(k=len(STYLES))))
+    searcher = Searcher.load(tmp_path / "index")
+    a, b = (searcher.video_ids.index(v) for v in ("c0_identity", "c0_warm"))
+    base, stepped = (np.asarray(searcher.axis_matrix(axis)) for axis in ("content_base", "content"))
+    on_base, on_stepped = float(base[a] @ base[b]), float(stepped[a] @ stepped[b])
+    assert abs(on_base - on_stepped) > 0.01  # the step moves the pair: the two rules differ here
+
+    def found(threshold: float) -> bool:
+        config = SearchConfig(duplicate_similarity=threshold, duplicate_style_similarity=-1.0)
+        strict = Searcher.load(tmp_path / "index", config, verify=False)
+        return "c0_warm" in [r.video_id for r in strict.search("c0_identity", mode="content", k=20)]
+    assert not found(on_base - 1e-3) and found(on_base + 1e-3)
