@@ -140,12 +140,11 @@ def expand_rows(rows: np.ndarray, matrix: np.ndarray, candidates: np.ndarray, ex
     included when indexed). A row with fewer than ``m`` admissible candidates takes what there is.
     Returns float32 (n, D)."""
     x = np.asarray(rows, dtype=np.float32)
-    cand = np.asarray(candidates)
+    cand, exc = np.asarray(candidates), np.asarray(excluded)
     _check_neighbours(cand, len(x), len(matrix))
-    _check_neighbours(np.asarray(excluded), len(x), len(matrix))
+    _check_neighbours(exc, len(x), len(matrix))
     if m < 1:
         raise ValueError(f"m must be >= 1, got {m}")
-    exc = np.asarray(excluded)
     out = np.empty(x.shape, dtype=np.float32)
     for part in _row_chunks(len(x), x.shape[1] * cand.shape[1]):  # (rows, c, D) at a time
         c = cand[part]
