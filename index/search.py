@@ -55,7 +55,7 @@ style 0.48-0.53) reached 0.55; hence 0.6 on content.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -439,12 +439,19 @@ class Searcher:
             queries[step["base_axis"]] = content
         else:
             queries["content"] = content
+        found: dict[tuple[str, int], list[np.ndarray]] = {}
+
+        def nearest(axis: str, k: int) -> list[np.ndarray]:
+            # each query's k nearest rows on a content axis: the residual and the expansion share them
+            if (axis, k) not in found:
+                found[axis, k] = self._pools(queries[axis], axis, k, None)
+            return found[axis, k]
         for name in set(self._relative).intersection(self.manifest.axes["style"].descriptors):
-            blocks[name] = self._relative_query(name, blocks[name], queries)
+            blocks[name] = self._relative_query(name, blocks[name], nearest)
         queries["style"] = combine_blocks([blocks[name] for name in self.manifest.axes["style"].descriptors])
         expansion = self.manifest.axes["style"].expansion
         if expansion is not None:
-            queries["style"] = self._expand_query(queries["style"], queries, expansion)
+            queries["style"] = self._expand_query(queries["style"], nearest, expansion)
         if step is not None:  # the converse step: minus the median base content of the style neighbours
             neighbours = self._pools(queries["style"], step["axis"], int(step["k"]), None)
             base = self._axes[step["base_axis"]].matrix
@@ -477,24 +484,25 @@ class Searcher:
         assert spec is not None
         return l2_normalize(np.asarray(raw, dtype=np.float32) - np.asarray(spec["mean"], dtype=np.float32))
 
-    def _relative_query(self, name: str, rows: np.ndarray, queries: Mapping[str, np.ndarray]) -> np.ndarray:
+    def _relative_query(self, name: str, rows: np.ndarray,
+                        nearest: Callable[[str, int], list[np.ndarray]]) -> np.ndarray:
         """Raw query rows of a content-relative descriptor -> search rows, against each query's nearest
         videos on the content axis, as the build made the catalogue's rows (styleaxis.embed.relative)."""
         spec = self.manifest.descriptors[name].relative
         assert spec is not None
-        neighbours = self._pools(queries[spec["axis"]], spec["axis"], int(spec["k"]), None)
+        neighbours = nearest(spec["axis"], int(spec["k"]))
         floor = np.asarray(spec["floor"], dtype=np.float32)
         residuals = [content_relative(row[None], self._relative[name], nb[None], floor=floor)[0]
                      for row, nb in zip(rows, neighbours)]
         return self._transforms[name].apply(np.concatenate(residuals))
 
-    def _expand_query(self, rows: np.ndarray, queries: Mapping[str, np.ndarray],
+    def _expand_query(self, rows: np.ndarray, nearest: Callable[[str, int], list[np.ndarray]],
                       expansion: Mapping[str, Any]) -> np.ndarray:
         """Unexpanded style query rows -> style axis rows: each plus its nearest unexpanded rows outside
         its content neighbours, as the build expanded the catalogue's rows (styleaxis.embed.relative)."""
         base, exclude = expansion["base_axis"], expansion["exclude_axis"]
         k, m = int(expansion["k"]), int(expansion["m"])
-        excluded = self._pools(queries[exclude], exclude, k, None)
+        excluded = nearest(exclude, k)
         candidates = self._pools(rows, base, k + m, None)
         matrix = self._axes[base].matrix
         return np.concatenate([expand_rows(row[None], matrix, found[None], skip[None], m)
