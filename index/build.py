@@ -183,21 +183,20 @@ def build_from_vectors(
     matrices: dict[str, np.ndarray] = {}
     step, expand = _content_step(config), _expansion(config)
     neighbour_axis = BASE_AXIS if step else RELATIVE_AXIS
+    nearest = _Nearest(indexes, matrices)
     for axis in _axis_order(config.axes, bool(step), bool(expand)):
         names = config.axes[INTERNAL_AXES.get(axis, axis)]
         for name in names:
             if name not in descriptors:
-                content = (indexes[neighbour_axis], matrices[neighbour_axis]) if neighbour_axis in indexes else None
                 descriptors[name], transformed[name] = _fit_descriptor(
-                    out_dir, generation, name, run, config, content, neighbour_axis, files)
+                    out_dir, generation, name, run, config, nearest, neighbour_axis, files)
         relative = expansion = None
         if step and axis == RELATIVE_AXIS:
-            matrix, relative = _fit_content_step(out_dir, generation, matrices[BASE_AXIS], indexes[STYLE_AXIS],
-                                                 matrices[STYLE_AXIS], config, files)
+            matrix, relative = _fit_content_step(out_dir, generation, matrices[BASE_AXIS], nearest, config, files)
         elif expand and axis == STYLE_AXIS:
             expansion = {"base_axis": STYLE_BASE_AXIS, "exclude_axis": neighbour_axis,
                          "k": min(config.relative.k, count), "m": expand}
-            matrix = _expand_style(indexes, matrices, expansion)
+            matrix = _expand_style(nearest, matrices, expansion)
         else:
             matrix = combine_blocks([transformed[name] for name in names])
         if config.factory:
@@ -238,7 +237,7 @@ def build_from_vectors(
 
 def _fit_descriptor(
     out_dir: Path, generation: int, name: str, run: RunVectors, config: IndexConfig,
-    content: tuple[faiss.Index, np.ndarray] | None, neighbour_axis: str, files: dict[str, str],
+    nearest: _Nearest, neighbour_axis: str, files: dict[str, str],
 ) -> tuple[DescriptorInfo, np.ndarray]:
     """Fit and save one descriptor's transform (on its content-relative residuals where it is one of
     RELATIVE_DESCRIPTORS); returns its DescriptorInfo and its transformed rows. Drops the raw matrix."""
@@ -251,8 +250,8 @@ def _fit_descriptor(
         files[raw_file] = sha256_file(out_dir / raw_file)
         k = min(config.relative.k, len(raw))
         raw_mean = np.asarray(raw, dtype=np.float64).mean(axis=0)  # the duplicate filter centres raw vectors on it
-        assert content is not None  # IndexConfig checks that the content axis exists; it is built first
-        raw, floor = content_relative(raw, raw, _neighbours(*content, k), config.relative.eps)
+        # IndexConfig checks that the content axis exists; _axis_order builds it first
+        raw, floor = content_relative(raw, raw, nearest(neighbour_axis, k), config.relative.eps)
         relative = {"axis": neighbour_axis, "k": k, "eps": config.relative.eps,
                     "floor": [float(v) for v in floor], "mean": [float(v) for v in raw_mean], "raw_file": raw_file}
     transform = SearchTransform.fit(raw, whiten=config.whiten)
@@ -293,34 +292,46 @@ def _axis_order(axes: Iterable[str], step: bool, expand: bool) -> list[str]:
     return order + [RELATIVE_AXIS] if step else order
 
 
-def _expand_style(indexes: Mapping[str, faiss.Index], matrices: Mapping[str, np.ndarray],
-                  expansion: Mapping[str, Any], start: int = 0) -> np.ndarray:
-    """Style rows ``start``... after the expansion: each unexpanded row plus its ``m`` nearest
+def _expand_style(nearest: _Nearest, matrices: Mapping[str, np.ndarray], expansion: Mapping[str, Any]) -> np.ndarray:
+    """Style rows ``nearest.start``... after the expansion: each unexpanded row plus its ``m`` nearest
     unexpanded rows that are not among its ``k`` nearest videos on the exclude axis."""
-    base, exclude = expansion["base_axis"], expansion["exclude_axis"]
-    k, m = int(expansion["k"]), int(expansion["m"])
-    rows = matrices[base][start:]
-    excluded = _neighbours(indexes[exclude], matrices[exclude][start:], k, start)
-    candidates = _neighbours(indexes[base], rows, k + m, start)
-    return expand_rows(rows, matrices[base], candidates, excluded, m)
+    base, k, m = expansion["base_axis"], int(expansion["k"]), int(expansion["m"])
+    return expand_rows(matrices[base][nearest.start:], matrices[base], nearest(base, k + m),
+                       nearest(expansion["exclude_axis"], k), m)
 
 
 def _fit_content_step(
-    out_dir: Path, generation: int, base: np.ndarray, style_index: faiss.Index, style_matrix: np.ndarray,
-    config: IndexConfig, files: dict[str, str],
+    out_dir: Path, generation: int, base: np.ndarray, nearest: _Nearest, config: IndexConfig,
+    files: dict[str, str],
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The content axis after the converse step: each row minus alpha x the median base row of its k
     nearest videos on the style axis, then a fitted centring + L2 (saved). Returns the rows and the
     AxisInfo.relative record that lets queries and --add repeat it."""
     k = min(config.relative.k, len(base))
     alpha = config.relative.content_alpha
-    stepped = style_relative_content(base, base, _neighbours(style_index, style_matrix, k), alpha)
+    stepped = style_relative_content(base, base, nearest(STYLE_AXIS, k), alpha)
     transform = SearchTransform.fit(stepped)
     transform_file = artifact_name("transform_axis_content", generation, ".npz")
     checksum = transform.save(out_dir / transform_file)
     files[transform_file] = sha256_file(out_dir / transform_file)
     return transform.apply(stepped), {"axis": STYLE_AXIS, "base_axis": BASE_AXIS, "k": k, "alpha": alpha,
                                       "transform_file": transform_file, "transform_checksum": checksum}
+
+
+class _Nearest:
+    """The k nearest rows of rows ``start``... on an axis, searched once per (axis, k): the style
+    residual and the style expansion take the same content neighbours. Reads the axes' indexes and
+    matrices as they are built (each axis is asked for only once it is written)."""
+
+    def __init__(self, indexes: Mapping[str, faiss.Index], matrices: Mapping[str, np.ndarray],
+                 start: int = 0) -> None:
+        self._indexes, self._matrices, self.start = indexes, matrices, start
+        self._found: dict[tuple[str, int], np.ndarray] = {}
+
+    def __call__(self, axis: str, k: int) -> np.ndarray:
+        if (axis, k) not in self._found:
+            self._found[axis, k] = _neighbours(self._indexes[axis], self._matrices[axis][self.start:], k, self.start)
+        return self._found[axis, k]
 
 
 def _neighbours(index: faiss.Index, queries: np.ndarray, k: int, start: int = 0) -> np.ndarray:
@@ -363,22 +374,22 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
                    for name, info in previous.descriptors.items() if info.relative is None}
     count = previous.count + len(run.video_ids)
     axes, indexes, matrices = {}, {}, {}
+    nearest = _Nearest(indexes, matrices, start=previous.count)  # of the added rows, in the grown axes
     for axis in _axis_order(previous.axes, BASE_AXIS in previous.axes, STYLE_BASE_AXIS in previous.axes):
         info = previous.axes[axis]
         for name in info.descriptors:
             if name not in transformed:  # content-relative: against the grown content axis
                 spec = descriptors[name].relative or {}
                 descriptors[name], rows = _add_relative(
-                    index_dir, generation, descriptors[name], run.vectors.pop(name), indexes[spec["axis"]],
-                    matrices[spec["axis"]], previous.count, files)
+                    index_dir, generation, descriptors[name], run.vectors.pop(name),
+                    nearest(spec["axis"], int(spec["k"])), previous.count, files)
                 transformed[name] = transforms[name].apply(rows)
         if info.expansion:  # against the grown unexpanded style axis
-            new_rows = _expand_style(indexes, matrices, info.expansion, start=previous.count)
+            new_rows = _expand_style(nearest, matrices, info.expansion)
         elif info.relative:  # the converse step, against the grown style axis
             step = info.relative
             files[step["transform_file"]] = previous.files[step["transform_file"]]
-            neighbours = _neighbours(indexes[step["axis"]], matrices[step["axis"]][previous.count:], int(step["k"]),
-                                     start=previous.count)
+            neighbours = nearest(step["axis"], int(step["k"]))
             new_rows = SearchTransform.load(index_dir / step["transform_file"]).apply(style_relative_content(
                 matrices[step["base_axis"]][previous.count:], matrices[step["base_axis"]], neighbours,
                 float(step["alpha"])))
@@ -418,11 +429,12 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
 
 
 def _add_relative(
-    index_dir: Path, generation: int, info: DescriptorInfo, new_raw: np.ndarray, content_index: faiss.Index,
-    content_matrix: np.ndarray, old_count: int, files: dict[str, str],
+    index_dir: Path, generation: int, info: DescriptorInfo, new_raw: np.ndarray, neighbours: np.ndarray,
+    old_count: int, files: dict[str, str],
 ) -> tuple[DescriptorInfo, np.ndarray]:
-    """Residuals of added videos for a content-relative descriptor, against the whole grown catalogue
-    (the rows already indexed keep theirs); writes the grown raw matrix. Returns the updated info."""
+    """Residuals of added videos for a content-relative descriptor against ``neighbours``, their nearest
+    rows on the grown content axis (the rows already indexed keep theirs); writes the grown raw matrix.
+    Returns the updated info."""
     relative = dict(info.relative or {})
     old_raw = np.load(index_dir / relative["raw_file"], mmap_mode="r")
     raw_file = artifact_name(Path(relative["raw_file"]).name.split(".g")[0], generation, ".npy")
@@ -431,7 +443,6 @@ def _add_relative(
         write_npy_rows(f, (old_count + len(new_raw), info.dim), itertools.chain(_row_blocks(old_raw), [new_raw]))
     files[raw_file] = sha256_file(index_dir / raw_file)
     reference = np.load(index_dir / raw_file, mmap_mode="r")
-    neighbours = _neighbours(content_index, content_matrix[old_count:], int(relative["k"]), start=old_count)
     rows, _ = content_relative(new_raw, reference, neighbours, floor=np.asarray(relative["floor"], dtype=np.float32))
     return replace(info, relative={**relative, "raw_file": raw_file}), rows
 
