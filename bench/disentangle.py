@@ -43,7 +43,8 @@ from styleaxis.embed.content_head import HEAD_TAP, read_content_head
 from styleaxis.embed.descriptors import (
     CONTENT_WHITEN_EPS, DESCRIPTORS, STYLE_EFF_TAPS, STYLE_TAPS, symmetric_grid_pool, whiten,
 )
-from styleaxis.embed.embedder import EmbedConfig, Embedder, resize_short_side
+from styleaxis.embed.embedder import EmbedConfig, Embedder
+from styleaxis.embed.images import resize_short_side
 from styleaxis.embed.functional import calc_mean_std, instance_norm, l2_normalize
 from styleaxis.embed.registry import load_model, sha256_file
 from styleaxis.eval.catalog import CatalogConfig, build_catalog, read_catalog

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from styleaxis.demo import DEMO_STYLES, sample_photos
-from styleaxis.embed.embedder import resize_short_side
+from styleaxis.embed.images import resize_short_side
 from styleaxis.embed.registry import load_model
 from styleaxis.eval.ec import ECConfig, ECEvaluator
 from styleaxis.eval.report import aggregate

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from styleaxis.embed.descriptors import get_descriptor
-from styleaxis.embed.embedder import EmbedConfig, Embedder, resize_short_side
+from styleaxis.embed.embedder import EmbedConfig, Embedder
+from styleaxis.embed.images import resize_short_side
 from styleaxis.embed.registry import load_model
 
 #: encoder -> a descriptor computed on it (the Embedder runs just that one, so both sides do the same work)

@@ -35,13 +35,13 @@ import torch
 from skimage import data
 from sklearn.datasets import load_sample_image
 
-from styleaxis.embed.adain import load_decoder
-from styleaxis.embed.cin import style_vector
-from styleaxis.embed.johnson import load_johnson
-from styleaxis.embed.mrf import MRFConfig, mrf
+from styleaxis.stylize.adain import load_decoder
+from styleaxis.stylize.cin import style_vector
+from styleaxis.stylize.johnson import load_johnson
+from styleaxis.stylize.mrf import MRFConfig, mrf
 from styleaxis.embed.registry import load_model
-from styleaxis.embed.style_swap import StyleSwapConfig, swap_transfer
-from styleaxis.embed.stylebank import load_stylebank
+from styleaxis.stylize.style_swap import StyleSwapConfig, swap_transfer
+from styleaxis.stylize.stylebank import load_stylebank
 from styleaxis.eval.ec import ECConfig, ECEvaluator
 
 from stylize import STYLE_ID, _ms, _photo, _style_image  # bench/ is on sys.path when this script runs

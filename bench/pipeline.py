@@ -93,7 +93,8 @@ def run_bare(clips_dir: Path, n: int, short_side: int, device: str) -> dict:
     read), resized and batched one video per forward pass beforehand; only the forward is timed."""
     import torch
 
-    from styleaxis.embed.embedder import EmbedConfig, Embedder, resize_short_side
+    from styleaxis.embed.embedder import EmbedConfig, Embedder
+    from styleaxis.embed.images import resize_short_side
     from styleaxis.pipelines.beam import PipelineConfig
     from styleaxis.pipelines.isolation import IsolatedCall
     from styleaxis.pipelines.video_io import read_keyframes

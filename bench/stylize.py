@@ -1,7 +1,7 @@
 """Stylisation speed per method at 256 and 512 px, beside the seed report's figures, with E and C.
 
 Speed: milliseconds per image (batch 1, square content, best of ``--repeats`` after a warm-up), through
-the public API (:func:`styleaxis.embed.stylize.make_stylizer`), style already encoded. Gatys is an
+the public API (:func:`styleaxis.stylize.stylize.make_stylizer`), style already encoded. Gatys is an
 optimisation: its row gives the measured time per iteration (one loss and gradient evaluation) and the
 time for the 150 iterations of the seed report (003: 150 iterations at ~5 s each on a Tesla K80, ~12.5
 min per image), extrapolated. The seed's AdaIN figure is ~0.05 s per image after loading (GPU).
@@ -27,9 +27,9 @@ from PIL import Image
 from skimage import data
 from sklearn.datasets import load_sample_image
 
-from styleaxis.embed.gatys import GatysConfig, gatys
+from styleaxis.stylize.gatys import GatysConfig, gatys
 from styleaxis.embed.registry import load_model
-from styleaxis.embed.stylize import StylizeConfig, make_stylizer
+from styleaxis.stylize.stylize import StylizeConfig, make_stylizer
 from styleaxis.embed.training import to_tensor
 from styleaxis.eval.ec import ECConfig, ECEvaluator
 

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from .descriptors import CONTENT_GRID, symmetric_grid_pool, whiten
 from .functional import l2_normalize
+from .images import resize_short_side
 from .registry import load_model, resolve_weights
 from .training import Trainer, export_model, fit, load_rgb, to_tensor
 
@@ -218,8 +219,6 @@ def _items_digest(items: Sequence[tuple[str, str, str]]) -> str:
 def _encode_items(items: Sequence[tuple[str, str, str]], encoder: nn.Module, config: ContentHeadTrainConfig,
                   progress: bool) -> list[torch.Tensor]:
     """The encoder's stage-5 map of every item (fp16, CPU), cached in out_dir/features.pt by item list."""
-    from .embedder import resize_short_side
-
     cache = Path(config.out_dir) / "features.pt"
     digest = _items_digest(items) + f"/{config.encoder}/{config.short_side}"
     if cache.is_file():

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from .descriptors import VGG_DESCRIPTORS, Descriptor, get_descriptor
+from .images import resize_short_side
 from .registry import load_model, resolve_weights
 
-__all__ = ["EmbedConfig", "Embedder", "resize_short_side", "video_vector"]
+__all__ = ["EmbedConfig", "Embedder", "video_vector"]
 
 #: the style predictor sees a centre-cropped square of this side, as it was trained.
 PREDICTOR_SIDE = 256
@@ -73,19 +74,6 @@ def _to_tensor(frame: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise ValueError(f"a frame must be HxWx3 RGB, got shape {tuple(t.shape)}")
     t = t.permute(2, 0, 1)
     return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
-
-
-def resize_short_side(img: torch.Tensor, side: int, center_crop: bool = False) -> torch.Tensor:
-    """Resize a (3, H, W) image so min(H, W) == side (antialiased bilinear); optionally centre-crop a square."""
-    _, h, w = img.shape
-    scale = side / min(h, w)
-    nh, nw = max(side, round(h * scale)), max(side, round(w * scale))
-    if (nh, nw) != (h, w):
-        img = F.interpolate(img[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
-    if center_crop:
-        top, left = (nh - side) // 2, (nw - side) // 2
-        img = img[:, top : top + side, left : left + side]
-    return img.clamp(0.0, 1.0)
 
 
 def video_vector(keyframe_vectors: np.ndarray) -> np.ndarray:

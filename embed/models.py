@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .adain import load_decoder
+from styleaxis.stylize.adain import load_decoder
 from .effnet import load_effnet_lite0
 from .registry import ModelRecord, register
 from .vgg import load_vgg16_hed, load_vgg19_file

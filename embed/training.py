@@ -22,6 +22,7 @@ import torch
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from .images import resize_short_side
 from .registry import load_model
 
 __all__ = [
@@ -63,12 +64,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _resize_short(image: Image.Image, short: int) -> Image.Image:
-    w, h = image.size
-    scale = short / min(w, h)
-    return image.resize((max(short, round(w * scale)), max(short, round(h * scale))), Image.BICUBIC)
-
-
 class CropSampler:
     """Random crops from an image folder, the AdaIN recipe: resize the short side to ``resize``, then a
     random ``crop`` x ``crop`` window (Huang & Belongie 2017, sec. 6.2: 512 then 256).
@@ -90,7 +85,7 @@ class CropSampler:
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
-        image = to_tensor(_resize_short(load_rgb(self.paths[index]), self.resize))[0]
+        image = resize_short_side(to_tensor(load_rgb(self.paths[index]))[0], self.resize)
         self._cache[index] = image
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
 from styleaxis.embed.embedder import EmbedConfig, Embedder, video_vector
-from styleaxis.embed.stylize import StylizeConfig, make_stylizer
+from styleaxis.embed.images import resize_short_side
+from styleaxis.stylize.stylize import StylizeConfig, make_stylizer
 
 from .io import atomic_write, load_image, read_path_table, to_hwc_uint8
 
@@ -353,13 +353,6 @@ def _item_rng(config: CatalogConfig, content: str, style: str, view: int) -> np.
     return np.random.default_rng([config.seed, zlib.crc32(content.encode()), zlib.crc32(style.encode()), view])
 
 
-def _resize_short(image: torch.Tensor, side: int) -> torch.Tensor:
-    h, w = image.shape[-2:]
-    scale = side / min(h, w)
-    size = (max(8, round(h * scale)), max(8, round(w * scale)))
-    return F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
-
-
 def _augment(image: torch.Tensor, config: CatalogConfig, rng: np.random.Generator) -> torch.Tensor:
     """A mild random crop (each side keeps >= crop_min), a coin-flip mirror and a down-scale."""
     h, w = image.shape[-2:]
@@ -368,7 +361,7 @@ def _augment(image: torch.Tensor, config: CatalogConfig, rng: np.random.Generato
     image = image[:, top: top + ch, left: left + cw]
     if config.flip and rng.random() < 0.5:
         image = image.flip(-1)
-    return _resize_short(image, round(config.short_side * rng.uniform(config.scale_min, 1.0)))
+    return resize_short_side(image, round(config.short_side * rng.uniform(config.scale_min, 1.0)))
 
 
 def _png(image: np.ndarray) -> Callable[[Path], object]:
@@ -397,7 +390,7 @@ def build_catalog(out_dir: str | os.PathLike[str], config: CatalogConfig = Catal
                 continue
             if content not in photos:
                 raw = torch.from_numpy(photo(content)).permute(2, 0, 1).float() / 255.0
-                photos[content] = _resize_short(raw, config.short_side)
+                photos[content] = resize_short_side(raw, config.short_side)
             rng = _item_rng(config, content, style, view)
             image = _augment(photos[content], config, rng) if config.augment else photos[content]
             atomic_write(out / rel, _png(to_hwc_uint8(stylist(style, image, rng))))
@@ -431,7 +424,7 @@ def _video_keyframes(path: str, max_keyframes: int, short_side: int) -> list[np.
     def keep(decoded: Sequence[av.VideoFrame]) -> None:
         for frame in decoded:
             img = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255.0
-            frames.append(to_hwc_uint8(_resize_short(img, short_side)))
+            frames.append(to_hwc_uint8(resize_short_side(img, short_side)))
 
     with av.open(path) as container:
         if not container.streams.video:

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from styleaxis.embed.embedder import resize_short_side
+from styleaxis.embed.images import resize_short_side
 from styleaxis.embed.registry import WeightsError, load_model
 from styleaxis.embed.training import IMAGE_SUFFIXES
 

@@ -1,7 +1,7 @@
 """Stylising a video frame by frame: decode with PyAV, stylise in batches, encode H.264, keep the audio.
 
 Frames are decoded in order, stylised ``batch_size`` at a time by any ``f(batch) -> batch`` (see
-:func:`styleaxis.embed.stylize.make_stylizer`) and streamed into :func:`video_io.write_video`, so
+:func:`styleaxis.stylize.stylize.make_stylizer`) and streamed into :func:`video_io.write_video`, so
 memory holds one batch, not the video. When the source has an audio stream, its packets are copied
 unchanged (no re-encoding) into the result beside the new video stream, interleaved by time. The
 output is written under a temporary name and renamed, so a reader never sees half a file. Frames keep

@@ -2,7 +2,7 @@
 ``train swap-inverse``.
 
 Each parses its options into the library's config dataclass and calls the public API
-(:mod:`styleaxis.embed.johnson`, :mod:`styleaxis.embed.stylebank`, :mod:`styleaxis.embed.style_swap`); the
+(:mod:`styleaxis.stylize.johnson`, :mod:`styleaxis.stylize.stylebank`, :mod:`styleaxis.stylize.style_swap`); the
 options every trainer shares (run folder, steps, crops, checkpoints, device) come from
 :mod:`styleaxis.cli_stylize`. The main CLI attaches :data:`train_johnson`, :data:`train_stylebank` and
 :data:`train_swap_inverse` to its ``train`` group; :data:`commands` groups them for testing.
@@ -62,7 +62,7 @@ def _report(what: str, result, columns: str) -> None:
 def train_johnson(**options: Any) -> None:
     """Train a feed-forward network for one style (Johnson et al. 2016: residual transformer with instance
     norm, perceptual losses on VGG); use it with `styleaxis stylize --method johnson --model OUT/johnson.pth`."""
-    from styleaxis.embed.johnson import JohnsonTrainConfig, train_johnson as run
+    from styleaxis.stylize.johnson import JohnsonTrainConfig, train as run
 
     _report("johnson network", _train(run, JohnsonTrainConfig, options), "total/content/style/tv")
 
@@ -86,7 +86,7 @@ def train_stylebank(**options: Any) -> None:
     stylising steps per reconstruction step), or add styles to one with `--add-style IMG --model PATH`
     (existing styles stay bit-identical). Use it with `styleaxis stylize --method stylebank --model
     OUT/stylebank.pth --style-id N`."""
-    from styleaxis.embed.stylebank import StyleBankTrainConfig, train_stylebank as run
+    from styleaxis.stylize.stylebank import StyleBankTrainConfig, train as run
 
     styles, added = options.pop("styles"), options.pop("added")
     if bool(styles) == bool(added) or bool(added) != bool(options["base_model"]):
@@ -107,7 +107,7 @@ def train_stylebank(**options: Any) -> None:
 def train_swap_inverse(**options: Any) -> None:
     """Train the inverse network of style swap (Chen & Schmidt 2016): relu3_1 activations -> pixels, for any
     style; use it with `styleaxis stylize --method swap --style IMG --model OUT/inverse.pth`."""
-    from styleaxis.embed.style_swap import InverseTrainConfig, train_inverse
+    from styleaxis.stylize.style_swap import InverseTrainConfig, train as train_inverse
 
     _report("style-swap inverse network", _train(train_inverse, InverseTrainConfig, options), "total/feature/tv")
 

@@ -1,8 +1,8 @@
 """The ``styleaxis stylize`` command and the ``styleaxis train`` group (``train adain``, ``train cin``).
 
 Each command parses its options into the library's config dataclass and calls the public API
-(:mod:`styleaxis.embed.stylize`, :mod:`styleaxis.pipelines.stylize_video`,
-:mod:`styleaxis.embed.train_adain`, :mod:`styleaxis.embed.cin`). The main CLI attaches ``stylize`` and
+(:mod:`styleaxis.stylize.stylize`, :mod:`styleaxis.pipelines.stylize_video`,
+:mod:`styleaxis.stylize.adain`, :mod:`styleaxis.stylize.cin`). The main CLI attaches ``stylize`` and
 ``train``; :data:`commands` groups them for testing with the same error mapping.
 """
 from __future__ import annotations
@@ -105,10 +105,10 @@ def stylize(method: str, content: Path, styles: tuple[Path, ...], style_id: int 
     `--method johnson --model run/johnson.pth`, `--method stylebank --model run/stylebank.pth --style-id 1`,
     `--method swap --style a.jpg --model run/inverse.pth`, `--method mrf --style a.jpg --steps 20`.
     """
-    from styleaxis.embed.gatys import GatysConfig
-    from styleaxis.embed.mrf import MRFConfig
-    from styleaxis.embed.style_swap import StyleSwapConfig
-    from styleaxis.embed.stylize import StylizeConfig, make_stylizer
+    from styleaxis.stylize.gatys import GatysConfig
+    from styleaxis.stylize.mrf import MRFConfig
+    from styleaxis.stylize.style_swap import StyleSwapConfig
+    from styleaxis.stylize.stylize import StylizeConfig, make_stylizer
     from styleaxis.embed.training import IMAGE_SUFFIXES
 
     _set_threads(threads)
@@ -158,7 +158,7 @@ def _stylize_image(run: Callable[[torch.Tensor], torch.Tensor], content: Path, o
 
     from PIL import Image
 
-    from styleaxis.embed.stylize import as_batch
+    from styleaxis.stylize.stylize import as_batch
     from styleaxis.embed.training import to_uint8
 
     image = Image.fromarray(to_uint8(run(as_batch(content)))[0])
@@ -222,7 +222,7 @@ def train_adain_cmd(content_dir: str, style_dir: str, lr: float, lr_decay: float
                     threads: int | None, no_resume: bool, quiet: bool) -> None:
     """Train an AdaIN decoder (Huang & Belongie 2017): content loss on the AdaIN target at relu4_1, style
     loss on IN mean/std of relu1_1..relu4_1; checkpoints with sha256, resumable, previews."""
-    from styleaxis.embed.train_adain import AdaINTrainConfig, train_adain
+    from styleaxis.stylize.adain import AdaINTrainConfig, train as train_adain
 
     _set_threads(threads)
     _refuse_existing(out_dir, no_resume)
@@ -259,7 +259,7 @@ def train_cin_cmd(styles: tuple[str, ...], content_dir: str, lr: float, content_
                   seed: int, device: str, threads: int | None, no_resume: bool, quiet: bool) -> None:
     """Train an N-style conditional instance norm network (Dumoulin et al. 2017) with Gram-matrix
     perceptual losses; use it with `styleaxis stylize --method cin --model OUT/cin.pth --style-id N`."""
-    from styleaxis.embed.cin import CINTrainConfig, train_cin
+    from styleaxis.stylize.cin import CINTrainConfig, train as train_cin
 
     _set_threads(threads)
     _refuse_existing(out_dir, no_resume)

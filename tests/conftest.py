@@ -10,7 +10,7 @@ from PIL import Image
 from skimage import data
 
 from styleaxis.demo import DemoConfig, make_catalogue
-from styleaxis.embed.cin import style_vector
+from styleaxis.stylize.cin import style_vector
 from styleaxis.embed.registry import load_model
 from styleaxis.embed.training import to_tensor, to_uint8
 from styleaxis.embed.vgg import VGGEncoder

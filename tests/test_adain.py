@@ -9,14 +9,14 @@ import torch
 from PIL import Image
 from skimage import data
 
-from styleaxis.embed.adain import AdaIN, Decoder, load_adain, load_decoder, save_decoder
+from styleaxis.stylize.adain import AdaIN, Decoder, load_adain, load_decoder, save_decoder
 from styleaxis.embed.descriptors import STYLE_TAPS
 from styleaxis.embed.functional import (
     adain, calc_mean_std, luminance_transfer, masked_mean_std, match_color, rgb_to_yiq, yiq_to_rgb,
 )
-from styleaxis.embed.losses import in_stats_distance
+from styleaxis.stylize.losses import in_stats_distance
 from styleaxis.embed.registry import get_model, load_model
-from styleaxis.embed.train_adain import AdaINTrainConfig, _AdaINTrainer, train_adain
+from styleaxis.stylize.adain import AdaINTrainConfig, _AdaINTrainer, train
 from styleaxis.embed.training import to_tensor
 from styleaxis.eval.ssim import ssim_batch
 
@@ -190,7 +190,7 @@ def _config(folders: tuple[str, str], out: Path, steps: int) -> AdaINTrainConfig
 @pytest.mark.slow  # 12 training steps of the real VGG16 losses: ~30 s of CPU
 def test_training_lowers_the_loss_and_exports_a_checked_decoder(folders, tmp_path: Path) -> None:
     config = _config(folders, tmp_path / "run", steps=12)
-    result = train_adain(config, progress=False)
+    result = train(config, progress=False)
     assert result.history.shape == (12, 3)
     run = tmp_path / "run"
     assert (run / "decoder.pth.sha256").read_text().split()[0] == result.sha256
@@ -215,9 +215,9 @@ def test_training_lowers_the_loss_and_exports_a_checked_decoder(folders, tmp_pat
 
 @pytest.mark.slow  # 12 training steps and four checkpoints: ~30 s of CPU
 def test_resume_is_bitwise_identical_and_checked(folders, tmp_path: Path) -> None:
-    full = train_adain(_config(folders, tmp_path / "full", steps=6), progress=False)
-    train_adain(_config(folders, tmp_path / "cut", steps=3), progress=False)
-    resumed = train_adain(_config(folders, tmp_path / "cut", steps=6), progress=False)
+    full = train(_config(folders, tmp_path / "full", steps=6), progress=False)
+    train(_config(folders, tmp_path / "cut", steps=3), progress=False)
+    resumed = train(_config(folders, tmp_path / "cut", steps=6), progress=False)
     assert torch.equal(full.history, resumed.history)
     assert full.sha256 == resumed.sha256  # same decoder bytes
     a, b = (torch.load(p / "checkpoints" / "step_0000006.pt", weights_only=True)
@@ -227,10 +227,10 @@ def test_resume_is_bitwise_identical_and_checked(folders, tmp_path: Path) -> Non
     assert torch.equal(a["rng"]["content"], b["rng"]["content"])
 
     with pytest.raises(ValueError, match="different config"):
-        train_adain(replace(_config(folders, tmp_path / "cut", steps=9), crop=56), progress=False)
+        train(replace(_config(folders, tmp_path / "cut", steps=9), crop=56), progress=False)
     damaged = tmp_path / "cut" / "checkpoints" / "step_0000006.pt"
     raw = bytearray(damaged.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     damaged.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="damaged"):
-        train_adain(_config(folders, tmp_path / "cut", steps=9), progress=False)
+        train(_config(folders, tmp_path / "cut", steps=9), progress=False)

@@ -13,7 +13,8 @@ from PIL import Image
 
 from styleaxis.cli_catalog import commands
 from styleaxis.embed.descriptors import DESCRIPTORS
-from styleaxis.embed.embedder import EmbedConfig, Embedder, resize_short_side, video_vector
+from styleaxis.embed.embedder import EmbedConfig, Embedder, video_vector
+from styleaxis.embed.images import resize_short_side
 from styleaxis.embed.registry import load_model
 from styleaxis.eval.catalog import (FILTERS, SPLITS, CatalogConfig, apply_style, build_catalog, embed_catalog, photo,
                                     read_catalog)

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 from skimage import data
 
-from styleaxis.embed.cin import CINNet, CINTrainConfig, load_cin, save_cin, style_vector, train_cin
+from styleaxis.stylize.cin import CINNet, CINTrainConfig, load_cin, save_cin, style_vector, train
 from styleaxis.embed.functional import gram
 from styleaxis.embed.registry import load_model
-from styleaxis.embed.stylize import stylize
+from styleaxis.stylize.stylize import stylize
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_new_style_rows_start_at_the_mean_and_files_round_trip(tmp_path: Path) -
 @pytest.mark.slow  # 12 training steps: ~20 s of CPU
 def test_training_lowers_the_style_loss_and_the_file_stylises(folders, tmp_path: Path) -> None:
     config = _config(folders, tmp_path / "run", steps=12)
-    result = train_cin(config, progress=False)
+    result = train(config, progress=False)
     assert result.history.shape == (12, 4)
     model = load_cin(result.model_path)
     assert model.styles == ["ihc", "brick"]
@@ -96,20 +96,20 @@ def test_training_lowers_the_style_loss_and_the_file_stylises(folders, tmp_path:
 
 @pytest.mark.slow  # 8 training steps: ~20 s of CPU
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(folders, tmp_path: Path) -> None:
-    full = train_cin(_config(folders, tmp_path / "full", steps=4), progress=False)
-    train_cin(_config(folders, tmp_path / "cut", steps=2), progress=False)
-    resumed = train_cin(_config(folders, tmp_path / "cut", steps=4), progress=False)
+    full = train(_config(folders, tmp_path / "full", steps=4), progress=False)
+    train(_config(folders, tmp_path / "cut", steps=2), progress=False)
+    resumed = train(_config(folders, tmp_path / "cut", steps=4), progress=False)
     assert torch.equal(full.history, resumed.history)
     a, b = load_cin(full.model_path).state_dict(), load_cin(resumed.model_path).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert full.sha256 == resumed.sha256
     with pytest.raises(ValueError, match="different config"):
-        train_cin(replace(_config(folders, tmp_path / "cut", steps=6), lr=0.5), progress=False)
+        train(replace(_config(folders, tmp_path / "cut", steps=6), lr=0.5), progress=False)
 
 
 def test_a_random_body_must_be_trained(folders, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="train_body"):
         _config(folders, tmp_path, steps=1, init="random")
-    result = train_cin(_config(folders, tmp_path / "scratch", steps=2, init="random", train_body=True),
+    result = train(_config(folders, tmp_path / "scratch", steps=2, init="random", train_body=True),
                        progress=False)
     assert result.history.shape == (2, 4)

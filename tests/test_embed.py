@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from styleaxis.embed.embedder import EmbedConfig, Embedder, resize_short_side
+from styleaxis.embed.embedder import EmbedConfig, Embedder
+from styleaxis.embed.images import resize_short_side
 from styleaxis.embed.registry import WeightsError, get_model, list_models, load_model, register
 
 

@@ -9,8 +9,8 @@ from skimage import data
 
 from styleaxis.embed.descriptors import STYLE_TAPS
 from styleaxis.embed.functional import calc_mean_std, gram
-from styleaxis.embed.gatys import GATYS_STYLE_WEIGHTS, GatysConfig, gatys
-from styleaxis.embed.losses import content_loss, gram_style_loss, in_stats_distance, in_style_loss, total_variation
+from styleaxis.stylize.gatys import GATYS_STYLE_WEIGHTS, GatysConfig, gatys
+from styleaxis.stylize.losses import content_loss, gram_style_loss, in_stats_distance, in_style_loss, total_variation
 from styleaxis.embed.registry import load_model
 from styleaxis.embed.training import to_tensor
 from styleaxis.embed.vgg import VGG19_BLOCKS, VGGEncoder

@@ -13,10 +13,9 @@ from skimage import data
 
 from styleaxis.cli_methods import commands
 from styleaxis.embed.functional import gram
-from styleaxis.embed.johnson import (JohnsonTrainConfig, ResidualBlock, TransformerNet, johnson_stylizer, load_johnson,
-                                     train_johnson)
-from styleaxis.embed.losses import gram_style_loss
-from styleaxis.embed.perceptual import PERCEPTUAL_STYLE_WEIGHTS, load_style_image
+from styleaxis.stylize.johnson import JohnsonTrainConfig, ResidualBlock, TransformerNet, load_johnson, stylizer, train
+from styleaxis.stylize.losses import gram_style_loss
+from styleaxis.stylize.perceptual import PERCEPTUAL_STYLE_WEIGHTS, load_style_image
 from styleaxis.embed.registry import load_model
 from styleaxis.embed.training import to_tensor
 
@@ -51,7 +50,7 @@ def test_transformer_keeps_any_size_and_the_range() -> None:
 @pytest.mark.slow  # eight training steps: ~25 s of CPU
 def test_training_lowers_the_style_loss_and_moves_statistics(folders, tmp_path: Path) -> None:
     config = _config(folders, tmp_path / "run", steps=8)
-    result = train_johnson(config, progress=False)
+    result = train(config, progress=False)
     assert result.history.shape == (8, 4)
     net = load_johnson(result.model_path)
     assert net.style == "cin02" and net.encoder_name == "vgg16-hed"
@@ -73,17 +72,17 @@ def test_training_lowers_the_style_loss_and_moves_statistics(folders, tmp_path: 
         assert style_loss(out) < 0.4 * style_loss(untrained(content))  # measured: 0.13x after 8 steps
         # eight steps move the outputs' statistics toward the style's, not yet past the photo's own
         assert stats_ratio(encoder, style, untrained(content), out) < 0.9  # measured: 0.82x
-    assert torch.equal(johnson_stylizer(SimpleNamespace(model=str(result.model_path)), torch.device("cpu"))(content), out)
+    assert torch.equal(stylizer(SimpleNamespace(model=str(result.model_path)), torch.device("cpu"))(content), out)
 
 
 def test_resume_is_bitwise_identical_to_an_uninterrupted_run(folders, tmp_path: Path) -> None:
     small = {"batch_size": 1, "checkpoint_every": 1}
-    full = train_johnson(_config(folders, tmp_path / "full", steps=2, **small), progress=False)
-    train_johnson(_config(folders, tmp_path / "cut", steps=1, **small), progress=False)
-    resumed = train_johnson(_config(folders, tmp_path / "cut", steps=2, **small), progress=False)
+    full = train(_config(folders, tmp_path / "full", steps=2, **small), progress=False)
+    train(_config(folders, tmp_path / "cut", steps=1, **small), progress=False)
+    resumed = train(_config(folders, tmp_path / "cut", steps=2, **small), progress=False)
     assert torch.equal(full.history, resumed.history) and full.sha256 == resumed.sha256
     with pytest.raises(ValueError, match="different config"):
-        train_johnson(_config(folders, tmp_path / "cut", steps=3, **{**small, "style_weight": 1.0}), progress=False)
+        train(_config(folders, tmp_path / "cut", steps=3, **{**small, "style_weight": 1.0}), progress=False)
 
 
 def test_files_and_cli(folders, tmp_path: Path) -> None:
@@ -91,7 +90,7 @@ def test_files_and_cli(folders, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="styleaxis-johnson/1"):
         load_johnson(tmp_path / "other.pth")
     with pytest.raises(ValueError, match="--model"):
-        johnson_stylizer(SimpleNamespace(model=None), torch.device("cpu"))
+        stylizer(SimpleNamespace(model=None), torch.device("cpu"))
     content, style = folders[0], folders[1][0]
     out = tmp_path / "cli"
     args = ["johnson", "--style", str(style), "--content", str(content), "--out", str(out), "--steps", "1",

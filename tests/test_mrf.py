@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import styleaxis.embed.mrf as mrf_module
+import styleaxis.stylize.mrf as mrf_module
 from styleaxis.embed.descriptors import STYLE_TAPS
-from styleaxis.embed.losses import in_stats_distance
-from styleaxis.embed.gatys import PixelOptimConfig, optimize_pixels
-from styleaxis.embed.mrf import MRFConfig, extract_patches, matched_columns, mrf, mrf_loss, mrf_stylizer, nearest_patches
+from styleaxis.stylize.losses import in_stats_distance
+from styleaxis.stylize.gatys import PixelOptimConfig, optimize_pixels
+from styleaxis.stylize.mrf import MRFConfig, extract_patches, matched_columns, mrf, mrf_loss, nearest_patches, stylizer
 from styleaxis.embed.vgg import VGGEncoder
 
 
@@ -88,7 +88,7 @@ def test_the_stylize_builder_uses_the_mrf_settings(pair) -> None:
     content, style = pair
     config = SimpleNamespace(styles=(style,), style_size=48, alpha=0.5,
                              mrf=MRFConfig(optimizer="adam", steps=1, device="cpu"))
-    out = mrf_stylizer(config, torch.device("cpu"))(content)
+    out = stylizer(config, torch.device("cpu"))(content)
     assert out.shape == content.shape and not torch.equal(out, content)
     with pytest.raises(ValueError, match="optimizer"):
         MRFConfig(optimizer="sgd")

@@ -11,10 +11,9 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from styleaxis.cli_methods import commands
-from styleaxis.embed.adain import load_decoder
-from styleaxis.embed.mrf import extract_patches
-from styleaxis.embed.style_swap import (InverseTrainConfig, StyleSwapConfig, style_swap, swap_stylizer, swap_transfer,
-                                        train_inverse)
+from styleaxis.stylize.adain import load_decoder
+from styleaxis.stylize.mrf import extract_patches
+from styleaxis.stylize.style_swap import (InverseTrainConfig, StyleSwapConfig, style_swap, stylizer, swap_transfer, train)
 
 from test_mrf import stats_ratio
 
@@ -56,9 +55,9 @@ def test_inverse_network_trains_resumes_and_decodes_any_size(encoder, folders, p
         return InverseTrainConfig(content_dir=str(content_dir), style_dir=str(style_dir), out_dir=str(out),
                                   resize=48, crop=32, batch_size=1, steps=steps, checkpoint_every=1, preview_every=0)
 
-    full = train_inverse(config(tmp_path / "full", 2), progress=False)
-    train_inverse(config(tmp_path / "cut", 1), progress=False)
-    resumed = train_inverse(config(tmp_path / "cut", 2), progress=False)
+    full = train(config(tmp_path / "full", 2), progress=False)
+    train(config(tmp_path / "cut", 1), progress=False)
+    resumed = train(config(tmp_path / "cut", 2), progress=False)
     assert full.history.shape == (2, 3) and torch.equal(full.history, resumed.history)
     assert full.sha256 == resumed.sha256
     inverse = load_decoder(full.model_path)
@@ -70,7 +69,7 @@ def test_inverse_network_trains_resumes_and_decodes_any_size(encoder, folders, p
     assert out.shape == odd.shape and 0.0 <= float(out.min()) and float(out.max()) <= 1.0
     builder = SimpleNamespace(model=str(full.model_path), styles=(style,), style_size=80, alpha=1.0,
                               swap=StyleSwapConfig(tap="relu2_1"))
-    assert torch.equal(swap_stylizer(builder, torch.device("cpu"))(odd), out)  # the file's tap wins
+    assert torch.equal(stylizer(builder, torch.device("cpu"))(odd), out)  # the file's tap wins
 
 
 def test_cli_trains_an_inverse_network(folders, tmp_path: Path) -> None:

@@ -12,14 +12,14 @@ from PIL import Image
 from skimage import data
 
 from styleaxis.cli_methods import commands
-from styleaxis.embed.cin import style_vector
+from styleaxis.stylize.cin import style_vector
 from styleaxis.embed.functional import gram
-from styleaxis.embed.johnson import run_padded
-from styleaxis.embed.perceptual import TrainResult, load_style_image
-from styleaxis.embed.losses import gram_style_loss
+from styleaxis.stylize.johnson import run_padded
+from styleaxis.stylize.perceptual import TrainResult, load_style_image
+from styleaxis.stylize.losses import gram_style_loss
 from styleaxis.embed.registry import load_model
-from styleaxis.embed.stylebank import (STYLEBANK_STYLE_WEIGHTS, StyleBankNet, StyleBankTrainConfig, load_stylebank,
-                                       stylebank_stylizer, train_stylebank)
+from styleaxis.stylize.stylebank import (STYLEBANK_STYLE_WEIGHTS, StyleBankNet, StyleBankTrainConfig, load_stylebank,
+                                       stylizer, train)
 from styleaxis.embed.training import to_tensor
 
 
@@ -34,7 +34,7 @@ def _config(folders: tuple[Path, list[Path]], out: Path, steps: int, styles: lis
 @pytest.fixture(scope="module")
 def base(folders, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     """Two styles, six steps of T = 2 alternation: steps 2 and 5 are the auto-encoder branch's."""
-    return train_stylebank(_config(folders, tmp_path_factory.mktemp("base"), 6, folders[1][:2]), progress=False)
+    return train(_config(folders, tmp_path_factory.mktemp("base"), 6, folders[1][:2]), progress=False)
 
 
 def test_banks_pick_and_fuse_styles(base: TrainResult) -> None:
@@ -51,7 +51,7 @@ def test_banks_pick_and_fuse_styles(base: TrainResult) -> None:
         expected = run_padded(x, lambda y: net.decoder(sum(0.5 * bank(net.encoder(y)) for bank in net.banks)))
         assert torch.allclose(net(x, half), expected, atol=1e-5)
         builder = SimpleNamespace(model=str(base.model_path), style_id=None, style_weights=(1.0, 1.0))
-        assert torch.allclose(stylebank_stylizer(builder, torch.device("cpu"))(x), expected, atol=1e-5)
+        assert torch.allclose(stylizer(builder, torch.device("cpu"))(x), expected, atol=1e-5)
     with pytest.raises(ValueError, match="style_weights"):
         net(x, torch.ones(3))
 
@@ -80,9 +80,9 @@ def test_training_alternates_branches_and_lowers_the_style_loss(base: TrainResul
 
 def test_adding_a_style_trains_only_its_bank_and_resumes(base: TrainResult, folders, tmp_path: Path) -> None:
     add = {"base_model": str(base.model_path), "checkpoint_every": 1}
-    full = train_stylebank(_config(folders, tmp_path / "full", 2, folders[1][2:], **add), progress=False)
-    train_stylebank(_config(folders, tmp_path / "cut", 1, folders[1][2:], **add), progress=False)
-    resumed = train_stylebank(_config(folders, tmp_path / "cut", 2, folders[1][2:], **add), progress=False)
+    full = train(_config(folders, tmp_path / "full", 2, folders[1][2:], **add), progress=False)
+    train(_config(folders, tmp_path / "cut", 1, folders[1][2:], **add), progress=False)
+    resumed = train(_config(folders, tmp_path / "cut", 2, folders[1][2:], **add), progress=False)
     assert torch.equal(full.history, resumed.history) and full.sha256 == resumed.sha256
     assert bool((full.history[:, 4] == 0).all())  # no auto-encoder steps: the encoder and decoder are frozen
 

@@ -13,9 +13,9 @@ from skimage import data
 
 from styleaxis.cli_stylize import commands
 from styleaxis.embed.descriptors import STYLE_TAPS
-from styleaxis.embed.losses import in_stats_distance
+from styleaxis.stylize.losses import in_stats_distance
 from styleaxis.embed.registry import load_model
-from styleaxis.embed.stylize import as_batch, stylize
+from styleaxis.stylize.stylize import as_batch, stylize
 from styleaxis.pipelines.stylize_video import stylize_video
 
 
@@ -184,8 +184,8 @@ def test_the_other_methods_run_through_the_main_cli(images, tmp_path: Path) -> N
     """johnson, stylebank, swap and mrf behind `styleaxis stylize` (the attached command, not the module's
     group): the trained ones apply the given network file exactly; the optimising ones change the image."""
     from styleaxis.cli import main
-    from styleaxis.embed.johnson import JOHNSON_FORMAT, TransformerNet, load_johnson, save_network
-    from styleaxis.embed.stylebank import StyleBankNet, load_stylebank, save_stylebank
+    from styleaxis.stylize.johnson import JOHNSON_FORMAT, TransformerNet, load_johnson, save_network
+    from styleaxis.stylize.stylebank import StyleBankNet, load_stylebank, save_stylebank
 
     torch.manual_seed(0)
     johnson = save_network(TransformerNet(), tmp_path / "j.pth", JOHNSON_FORMAT,

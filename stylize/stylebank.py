@@ -1,14 +1,14 @@
 """StyleBank (Chen, Yuan, Liao, Yu & Hua 2017, "StyleBank: An Explicit Representation for Neural Image Style
 Transfer"): one shared auto-encoder and one convolution filter bank per style.
 
-The encoder E and decoder D are those of Johnson et al.'s network (:func:`~styleaxis.embed.johnson.encoder_layers`,
-:func:`~styleaxis.embed.johnson.decoder_layers`: c9s1-32, d64, d128 / u64, u32, c9s1-3, instance norm). Style i is
+The encoder E and decoder D are those of Johnson et al.'s network (:func:`~.johnson.encoder_layers`,
+:func:`~.johnson.decoder_layers`: c9s1-32, d64, d128 / u64, u32, c9s1-3, instance norm). Style i is
 the filter bank K_i, here ``bank_depth`` 3x3 convolutions of 128 channels with instance norm and ReLU, applied to
 the encoder's features: O_i = D(K_i(E(I))). Weights w over the banks fuse styles linearly in feature space,
 D(sum_i w_i K_i(E(I))) (paper sec. 4, "linear fusion").
 
 Training alternates two branches (paper sec. 3.3, "(T+1)-step" strategy): ``alternate`` = T steps of the
-stylising branch E -> K_i -> D with the perceptual loss of Johnson et al. (:class:`~styleaxis.embed.perceptual.PerceptualLoss`;
+stylising branch E -> K_i -> D with the perceptual loss of Johnson et al. (:class:`~.perceptual.PerceptualLoss`;
 the paper's layers: content ``relu4_2``, style ``relu1_2, relu2_2, relu3_2, relu4_2``), each sample with a
 random style, then one step of the auto-encoder branch E -> D with the identity loss mean((D(E(I)) - I)^2),
 which updates only E and D and keeps them free of style. The identity loss is weighted (``reconstruction_weight``)
@@ -25,26 +25,25 @@ Network files are ``torch.save`` dicts read with ``weights_only=True``:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cin import _style_files, style_vector
+from styleaxis.embed.registry import sha256_file
+from styleaxis.embed.training import CropSampler, Trainer
+
+from .cin import style_files, style_vector
+from .config import Stylizer, StylizeConfig
 from .johnson import conv_block, decoder_layers, encoder_layers, read_network, run_padded, save_network
 from .perceptual import PerceptualTrainConfig, TrainResult, train_and_export
-from .registry import sha256_file
-from .training import CropSampler, Trainer
-
-if TYPE_CHECKING:  # stylize.py imports this module to register the method
-    from .stylize import StylizeConfig
 
 __all__ = ["STYLEBANK_FORMAT", "STYLEBANK_STYLE_WEIGHTS", "StyleBankNet", "save_stylebank", "load_stylebank",
-           "StyleBankTrainConfig", "train_stylebank", "stylebank_stylizer"]
+           "stylizer", "StyleBankTrainConfig", "train"]
 
 STYLEBANK_FORMAT = "styleaxis-stylebank/1"
 #: the paper's style layers (VGG-16), equally weighted; its content layer is relu4_2
@@ -52,6 +51,7 @@ STYLEBANK_STYLE_WEIGHTS: dict[str, float] = {"relu1_2": 0.25, "relu2_2": 0.25, "
 _CHANNELS = 128  # width of the encoder's output, which the banks take and give
 
 
+# -- model
 class StyleBankNet(nn.Module):
     """Shared encoder/decoder and one filter bank per named style; RGB (N, 3, H, W) in 0..1 in and out.
 
@@ -123,10 +123,23 @@ def load_stylebank(path: str | os.PathLike[str]) -> StyleBankNet:
     return read_network(path, STYLEBANK_FORMAT, build)
 
 
+# -- run
+def stylizer(config: StylizeConfig, device: torch.device) -> Stylizer:
+    """The ``stylebank`` method of :mod:`.stylize`: the network file ``config.model`` (required) with
+    ``config.style_id`` or ``config.style_weights`` over its banks (linear fusion)."""
+    if not config.model:
+        raise ValueError("stylebank needs a network file (--model), made by `styleaxis train stylebank`")
+    model = load_stylebank(config.model).to(device)
+    weights = style_vector(model.num_styles, config.style_id,
+                           list(config.style_weights) if config.style_weights is not None else None).to(device)
+    return lambda batch: model(batch, weights)
+
+
+# -- train
 @dataclass(frozen=True, kw_only=True)
 class StyleBankTrainConfig(PerceptualTrainConfig):
     """How to train a StyleBank network, or add styles to one; the other fields are
-    :class:`~styleaxis.embed.perceptual.PerceptualTrainConfig`'s, with the paper's loss layers as defaults.
+    :class:`~.perceptual.PerceptualTrainConfig`'s, with the paper's loss layers as defaults.
 
     Attributes:
         styles: style image files or folders (each image one style); with ``base_model``, the styles to add.
@@ -158,7 +171,7 @@ class _StyleBankTrainer(Trainer):
 
     def __init__(self, config: StyleBankTrainConfig) -> None:
         super().__init__(config)
-        files = _style_files(config.styles)
+        files = style_files(config.styles)
         torch.manual_seed(config.seed)
         if config.base_model is None:
             self.model = StyleBankNet([f.stem for f in files], config.bank_depth)
@@ -199,7 +212,7 @@ class _StyleBankTrainer(Trainer):
             self.model(content, style_vector(self.model.num_styles, style_id=i).to(self.device)) for i in self.trained[:4]]
 
 
-def train_stylebank(config: StyleBankTrainConfig, progress: bool = True, resume: bool = True) -> TrainResult:
+def train(config: StyleBankTrainConfig, progress: bool = True, resume: bool = True) -> TrainResult:
     """Train (or resume training) a StyleBank network, or add ``config.styles`` to ``config.base_model``;
     returns ``out_dir/stylebank.pth`` and the loss history (columns total, content, style, tv, reconstruction)."""
     trainer = _StyleBankTrainer(config)
@@ -207,14 +220,3 @@ def train_stylebank(config: StyleBankTrainConfig, progress: bool = True, resume:
     return train_and_export(trainer, config, lambda m, p: save_stylebank(m, p, config.encoder), "stylebank.pth",
                             progress, resume, desc="train stylebank", identity=base,
                             sidecar={"styles": trainer.model.styles})
-
-
-def stylebank_stylizer(config: StylizeConfig, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The ``stylebank`` builder of :mod:`.stylize`: the network file ``config.model`` (required) with
-    ``config.style_id`` or ``config.style_weights`` over its banks (linear fusion)."""
-    if not config.model:
-        raise ValueError("stylebank needs a network file (--model), made by `styleaxis train stylebank`")
-    model = load_stylebank(config.model).to(device)
-    weights = style_vector(model.num_styles, config.style_id,
-                           list(config.style_weights) if config.style_weights is not None else None).to(device)
-    return lambda batch: model(batch, weights)

@@ -7,7 +7,7 @@ for any N. A style is a row of the tables; a weight vector over styles mixes row
 which is how the paper interpolates styles. ``CINNet.from_multistyle`` takes the shipped 26-style
 network over unchanged.
 
-Training (:func:`train_cin`) minimises the perceptual loss of Johnson et al. 2016 that Dumoulin et al.
+Training (:func:`train`) minimises the perceptual loss of Johnson et al. 2016 that Dumoulin et al.
 use: a content loss on one VGG tap (``relu3_3``) plus Gram-matrix style losses on ``relu1_2, relu2_2,
 relu3_3, relu4_3`` against the sampled style, for random content crops and a random style per sample.
 By default the body starts from cin26 and only the new gamma/beta tables are trained: the paper (sec. 4)
@@ -28,17 +28,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .magenta import MultiStyleCIN
-from .registry import load_model, resolve_weights
-from .perceptual import PerceptualTrainConfig, TrainResult, train_and_export
-from .training import CropSampler, Trainer, list_images
+from styleaxis.embed.magenta import MultiStyleCIN
+from styleaxis.embed.registry import load_model, resolve_weights
+from styleaxis.embed.training import CropSampler, Trainer, list_images
 
-__all__ = ["CIN_FORMAT", "CINNet", "save_cin", "load_cin", "style_vector", "CINTrainConfig",
-           "train_cin"]
+from .config import Stylizer, StylizeConfig
+from .perceptual import PerceptualTrainConfig, TrainResult, train_and_export
+
+__all__ = ["CIN_FORMAT", "CINNet", "save_cin", "load_cin", "style_vector", "stylizer", "CINTrainConfig",
+           "style_files", "train"]
 
 CIN_FORMAT = "styleaxis-cin/1"
 
 
+# -- model
 def style_vector(num_styles: int, style_id: int | None = None,
                  weights: list[float] | tuple[float, ...] | None = None) -> torch.Tensor:
     """A (num_styles,) weight vector: one-hot for ``style_id`` or ``weights`` normalised to sum to 1."""
@@ -129,10 +132,22 @@ def load_cin(path: str | os.PathLike[str]) -> CINNet:
     return model.eval()
 
 
+# -- run
+def stylizer(config: StylizeConfig, device: torch.device) -> Stylizer:
+    """The ``cin`` method of :mod:`.stylize`: the CIN file ``config.model`` (default the shipped cin26) with
+    ``config.style_id`` or ``config.style_weights`` over its styles."""
+    model = load_cin(config.model) if config.model else CINNet.from_multistyle(load_model("cin26"))
+    model = model.to(device).eval()
+    weights = style_vector(model.num_styles, config.style_id,
+                           list(config.style_weights) if config.style_weights is not None else None).to(device)
+    return lambda batch: model(batch, weights)
+
+
+# -- train
 @dataclass(frozen=True, kw_only=True)
 class CINTrainConfig(PerceptualTrainConfig):
     """How to train an N-style CIN network; the run's and the loss's settings are
-    :class:`~styleaxis.embed.perceptual.PerceptualTrainConfig`'s, with Dumoulin et al.'s content tap
+    :class:`~.perceptual.PerceptualTrainConfig`'s, with Dumoulin et al.'s content tap
     (``relu3_3``) and batch 8 as defaults (paper: batch 16, lr 1e-3, 40k steps).
 
     Attributes:
@@ -157,7 +172,8 @@ class CINTrainConfig(PerceptualTrainConfig):
             raise ValueError("CINTrainConfig.styles: give at least one style image")
 
 
-def _style_files(styles: tuple[str, ...]) -> list[Path]:
+def style_files(styles: tuple[str, ...]) -> list[Path]:
+    """The style image files named by ``styles``: files as they are, folders by their images (sorted)."""
     files: list[Path] = []
     for entry in styles:
         p = Path(entry)
@@ -175,7 +191,7 @@ class _CINTrainer(Trainer):
 
     def __init__(self, config: CINTrainConfig) -> None:
         super().__init__(config)
-        files = _style_files(config.styles)
+        files = style_files(config.styles)
         names = [f.stem for f in files]
         torch.manual_seed(config.seed)
         if config.init == "cin26":
@@ -207,7 +223,7 @@ class _CINTrainer(Trainer):
                                        .to(self.device)) for i in shown]
 
 
-def train_cin(config: CINTrainConfig, progress: bool = True, resume: bool = True) -> TrainResult:
+def train(config: CINTrainConfig, progress: bool = True, resume: bool = True) -> TrainResult:
     """Train (or resume training) an N-style CIN network; returns the exported ``cin.pth`` and the loss
     history (columns total, content, style, tv)."""
     trainer = _CINTrainer(config)

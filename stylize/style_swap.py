@@ -12,44 +12,37 @@ patches, which needs L x C k^2 floats instead of L x P (L windows, P style patch
 The swapped activations become pixels in one of two ways (paper sec. 3.2 and 4):
 
 - **optimisation**: min_x ||Phi(x) - SS||^2 + tv_weight * TV(x), with L-BFGS from the content image
-  (:func:`~styleaxis.embed.gatys.optimize_pixels`);
+  (:func:`~.gatys.optimize_pixels`);
 - **inverse network** g: trained once, for any style, to minimise E ||Phi(g(z)) - z||^2 + tv_weight * TV(g(z))
-  over z = Phi(c), Phi(s) and SS(Phi(c), Phi(s)) of random content and style crops (:func:`train_inverse`).
+  over z = Phi(c), Phi(s) and SS(Phi(c), Phi(s)) of random content and style crops (:func:`train`).
   Its architecture is the AdaIN decoder mirrored from the encoder at ``relu3_1`` (no normalisation layers;
-  the paper's has instance norm), stored as an AdaIN decoder file (:func:`~styleaxis.embed.adain.save_decoder`).
+  the paper's has instance norm), stored as an AdaIN decoder file (:func:`~.adain.save_decoder`).
 
 ``alpha`` < 1 blends the swapped activations with the content's, alpha SS + (1 - alpha) Phi(c), before decoding.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from styleaxis.embed.images import resize_short_side
+from styleaxis.embed.registry import load_model
+from styleaxis.embed.training import Trainer, content_style_crops
+from styleaxis.embed.vgg import VGGEncoder
+
 from .adain import Decoder, load_decoder, save_decoder
-from .embedder import resize_short_side
-from .gatys import GatysResult
+from .config import SWAP_TAP, StyleSwapConfig, Stylizer, StylizeConfig, as_batch
+from .gatys import GatysResult, optimize_pixels
 from .losses import content_loss, total_variation
-from .gatys import PixelOptimConfig, optimize_pixels
 from .mrf import extract_patches, matched_columns, nearest_patches
 from .perceptual import TrainResult, TrainRunConfig, train_and_export
-from .registry import load_model
-from .training import Trainer, content_style_crops
-from .vgg import VGGEncoder
 
-if TYPE_CHECKING:  # stylize.py imports this module to register the method
-    from .stylize import StylizeConfig
-
-__all__ = ["SWAP_TAP", "style_swap", "StyleSwapConfig", "swap_transfer", "InverseTrainConfig", "train_inverse",
-           "swap_stylizer"]
-
-#: the paper's layer (Chen & Schmidt 2016, sec. 4)
-SWAP_TAP = "relu3_1"
+__all__ = ["SWAP_TAP", "style_swap", "StyleSwapConfig", "swap_transfer", "stylizer", "InverseTrainConfig", "train"]
 
 
+# -- model
 def style_swap(content_feat: torch.Tensor, style_feat: torch.Tensor, patch_size: int = 3) -> torch.Tensor:
     """SS(Phi(c), Phi(s)): each k x k window of ``content_feat`` (N, C, H, W) replaced by the style patch of
     ``style_feat`` (1, C, h, w) with the highest normalised cross-correlation, overlaps averaged; (N, C, H, W)."""
@@ -62,29 +55,12 @@ def style_swap(content_feat: torch.Tensor, style_feat: torch.Tensor, patch_size:
     return summed / counts
 
 
-@dataclass(frozen=True, kw_only=True)
-class StyleSwapConfig(PixelOptimConfig):
-    """Settings of style swap; the optimisation decoding's are :class:`~styleaxis.embed.gatys.PixelOptimConfig`'s
-    (unused with an inverse network).
-
-    Attributes:
-        encoder: registry name of the VGG (an inverse network file names its own).
-        tap / patch_size: the swap layer and patch side (paper: relu3_1, 3).
-        tv_weight: total-variation weight of the optimisation decoding (Caffe-scale activations).
-    """
-
-    encoder: str = "vgg16-hed"
-    tap: str = SWAP_TAP
-    patch_size: int = 3
-    tv_weight: float = 10.0
-    steps: int = 20
-
-
+# -- run
 def swap_transfer(content: torch.Tensor, style: torch.Tensor, config: StyleSwapConfig = StyleSwapConfig(),
                   inverse: Decoder | None = None, alpha: float = 1.0, encoder: VGGEncoder | None = None,
                   progress: bool = True) -> GatysResult:
     """Stylise ``content`` (N, 3, H, W) with ``style`` (1, 3, h, w) by style swap, decoded by ``inverse``
-    (a network from :func:`train_inverse`) or by optimisation. The history (optimisation only; empty
+    (a network from :func:`train`) or by optimisation. The history (optimisation only; empty
     otherwise) has columns total, feature, tv."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -112,10 +88,24 @@ def swap_transfer(content: torch.Tensor, style: torch.Tensor, config: StyleSwapC
     return optimize_pixels(content, objective, config, progress, desc="style swap")
 
 
+def stylizer(config: StylizeConfig, device: torch.device) -> Stylizer:
+    """The ``swap`` method of :mod:`.stylize`: ``config.styles[0]`` at ``config.style_size``; decoded by the
+    inverse network in ``config.model`` when given, else by optimisation with ``config.swap``;
+    ``config.alpha`` blends the swapped activations with the content's."""
+    inverse = load_decoder(config.model) if config.model else None
+    settings = replace(config.swap, device=str(device))
+    if inverse is not None:  # the network fixes the encoder and the layer it inverts
+        settings = replace(settings, encoder=inverse.encoder, tap=inverse.tap)
+    encoder = load_model(settings.encoder).to(device)
+    style = resize_short_side(as_batch(config.styles[0]), config.style_size).to(device)
+    return lambda batch: swap_transfer(batch, style, settings, inverse, config.alpha, encoder, progress=False).image
+
+
+# -- train
 @dataclass(frozen=True, kw_only=True)
 class InverseTrainConfig(TrainRunConfig):
     """How to train a style-swap inverse network (Chen & Schmidt 2016, sec. 3.2); the run settings are
-    :class:`~styleaxis.embed.perceptual.TrainRunConfig`'s (each content/style pair gives three targets: Phi(c),
+    :class:`~.perceptual.TrainRunConfig`'s (each content/style pair gives three targets: Phi(c),
     Phi(s) and their swap).
 
     Attributes:
@@ -168,23 +158,8 @@ class _InverseTrainer(Trainer):
         return [content, style, swapped.clamp(0, 1)]
 
 
-def train_inverse(config: InverseTrainConfig, progress: bool = True, resume: bool = True) -> TrainResult:
+def train(config: InverseTrainConfig, progress: bool = True, resume: bool = True) -> TrainResult:
     """Train (or resume training) a style-swap inverse network; returns ``out_dir/inverse.pth`` (an AdaIN
     decoder file for ``config.tap``) and the loss history (columns total, feature, tv)."""
     return train_and_export(_InverseTrainer(config), config, lambda m, p: save_decoder(m, p, config.encoder, config.tap),
                             "inverse.pth", progress, resume, desc="train swap inverse")
-
-
-def swap_stylizer(config: StylizeConfig, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The ``swap`` builder of :mod:`.stylize`: ``config.styles[0]`` at ``config.style_size``; decoded by the
-    inverse network in ``config.model`` when given, else by optimisation with ``config.swap``;
-    ``config.alpha`` blends the swapped activations with the content's."""
-    from .stylize import as_batch  # deferred: stylize.py imports this module
-
-    inverse = load_decoder(config.model) if config.model else None
-    settings = replace(config.swap, device=str(device))
-    if inverse is not None:  # the network fixes the encoder and the layer it inverts
-        settings = replace(settings, encoder=inverse.encoder, tap=inverse.tap)
-    encoder = load_model(settings.encoder).to(device)
-    style = resize_short_side(as_batch(config.styles[0])[0], config.style_size)[None].to(device)
-    return lambda batch: swap_transfer(batch, style, settings, inverse, config.alpha, encoder, progress=False).image

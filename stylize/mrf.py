@@ -17,7 +17,7 @@ optimised for
     L(x) = mrf_weight * E_s(x) + content_weight * mean((Phi_c(x) - Phi_c(x_c))^2) + tv_weight * TV(x)
 
 with L-BFGS (as the paper) or Adam, from the content image or from noise, in the loop of Gatys et al.
-(:func:`~styleaxis.embed.gatys.optimize_pixels`, :class:`~styleaxis.embed.gatys.PixelOptimConfig`). Defaults are the paper's layers: MRF taps ``relu3_1`` and ``relu4_1`` with 3x3
+(:func:`~.gatys.optimize_pixels`, :class:`~.config.PixelOptimConfig`). Defaults are the paper's layers: MRF taps ``relu3_1`` and ``relu4_1`` with 3x3
 patches, content ``relu4_2``; patches are sampled with stride 2 on both images, as in the authors' code
 (stride 1 costs four times more: the match is a convolution with one output channel per style patch).
 Departures: one resolution (the paper synthesises coarse to fine) and no rotated or scaled copies of the
@@ -28,32 +28,29 @@ style swap (Chen & Schmidt 2016, :mod:`.style_swap`), which computes the same no
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
-from .embedder import resize_short_side
-from .gatys import GatysResult, PixelOptimConfig, optimize_pixels
-from .losses import content_loss, total_variation
-from .registry import load_model
-from .vgg import VGGEncoder
+from styleaxis.embed.images import resize_short_side
+from styleaxis.embed.registry import load_model
+from styleaxis.embed.vgg import VGGEncoder
 
-if TYPE_CHECKING:  # stylize.py imports this module to register the method
-    from .stylize import StylizeConfig
+from .config import MRF_WEIGHTS, MRFConfig, Stylizer, StylizeConfig, as_batch
+from .gatys import GatysResult, optimize_pixels
+from .losses import content_loss, total_variation
 
 __all__ = ["MRF_WEIGHTS", "extract_patches", "nearest_patches", "matched_columns", "mrf_loss",
-           "MRFConfig", "mrf", "mrf_stylizer"]
+           "MRFConfig", "mrf", "stylizer"]
 
-#: the paper's MRF layers (Li & Wand 2016, sec. 4), equally weighted
-MRF_WEIGHTS: dict[str, float] = {"relu3_1": 1.0, "relu4_1": 1.0}
 #: style patches scored per convolution in :func:`nearest_patches` (bounds memory to chunk x H x W floats)
 PATCH_CHUNK = 2048
 _NORM_EPS = 1e-8
 
 
+# -- loss
 def extract_patches(feat: torch.Tensor, size: int = 3, stride: int = 1) -> torch.Tensor:
     """All ``size`` x ``size`` patches of one feature map (1, C, H, W), row-major: (P, C, size, size)."""
     if feat.dim() != 4 or feat.shape[0] != 1:
@@ -113,35 +110,7 @@ def mrf_loss(feats: Mapping[str, torch.Tensor], style_patches: Mapping[str, torc
     return total
 
 
-@dataclass(frozen=True, kw_only=True)
-class MRFConfig(PixelOptimConfig):
-    """Settings of one CNNMRF optimisation; the optimiser's are :class:`PixelOptimConfig`'s.
-
-    Attributes:
-        encoder: registry name of the VGG whose taps define the losses.
-        content_tap: layer whose activations must match the content image's (paper: relu4_2).
-        mrf_weights: MRF tap -> weight w_l (paper: relu3_1, relu4_1).
-        patch_size: side k of the neural patches (paper: 3).
-        stride: patch sampling stride on the synthesis and the style (authors' code: 2).
-        content_weight / mrf_weight / tv_weight: weights of the three loss terms (for ``vgg16-hed``'s
-            Caffe-scale activations; the MRF term is a mean over patch entries, like the content term).
-    """
-
-    encoder: str = "vgg16-hed"
-    content_tap: str = "relu4_2"
-    mrf_weights: dict[str, float] = field(default_factory=lambda: dict(MRF_WEIGHTS))
-    patch_size: int = 3
-    stride: int = 2
-    content_weight: float = 1.0
-    mrf_weight: float = 1.0
-    tv_weight: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.patch_size < 1 or self.stride < 1 or not self.mrf_weights:
-            raise ValueError("MRFConfig needs patch_size and stride >= 1 and at least one MRF tap")
-
-
+# -- run
 def mrf(content: torch.Tensor, style: torch.Tensor, config: MRFConfig = MRFConfig(),
         encoder: VGGEncoder | None = None, progress: bool = True) -> GatysResult:
     """Stylise ``content`` (N, 3, H, W) with ``style`` (1, 3, h, w) by minimising the CNNMRF loss over the
@@ -166,12 +135,10 @@ def mrf(content: torch.Tensor, style: torch.Tensor, config: MRFConfig = MRFConfi
     return optimize_pixels(content, objective, config, progress, desc=f"mrf ({config.optimizer})")
 
 
-def mrf_stylizer(config: StylizeConfig, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The ``mrf`` builder of :mod:`.stylize`: ``config.styles[0]`` at ``config.style_size``, settings from
+def stylizer(config: StylizeConfig, device: torch.device) -> Stylizer:
+    """The ``mrf`` method of :mod:`.stylize`: ``config.styles[0]`` at ``config.style_size``, settings from
     ``config.mrf``; ``config.alpha`` scales the MRF weight (as it scales Gatys's style weight)."""
-    from .stylize import as_batch  # deferred: stylize.py imports this module
-
     encoder = load_model(config.mrf.encoder).to(device)
-    style = resize_short_side(as_batch(config.styles[0])[0], config.style_size)[None].to(device)
+    style = resize_short_side(as_batch(config.styles[0]), config.style_size).to(device)
     settings = replace(config.mrf, mrf_weight=config.mrf.mrf_weight * config.alpha, device=str(device))
     return lambda batch: mrf(batch, style, settings, encoder=encoder, progress=False).image

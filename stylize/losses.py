@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from .functional import calc_mean_std, gram
+from styleaxis.embed.functional import calc_mean_std, gram
 
 __all__ = ["content_loss", "gram_style_loss", "in_style_loss", "in_stats_distance", "total_variation"]
 

@@ -18,12 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .embedder import resize_short_side
-from .functional import gram
+from styleaxis.embed.functional import gram
+from styleaxis.embed.images import resize_short_side
+from styleaxis.embed.registry import resolve_weights
+from styleaxis.embed.training import Trainer, export_model, fit, load_rgb, to_tensor
+from styleaxis.embed.vgg import VGGEncoder
+
 from .losses import content_loss, gram_style_loss, total_variation
-from .registry import resolve_weights
-from .training import Trainer, export_model, fit, load_rgb, to_tensor
-from .vgg import VGGEncoder
 
 __all__ = ["PERCEPTUAL_STYLE_WEIGHTS", "PerceptualLoss", "load_style_image", "RESUMABLE_CHANGES", "TrainRunConfig",
            "PerceptualTrainConfig", "TrainResult", "train_and_export"]
@@ -32,6 +33,7 @@ __all__ = ["PERCEPTUAL_STYLE_WEIGHTS", "PerceptualLoss", "load_style_image", "RE
 PERCEPTUAL_STYLE_WEIGHTS: dict[str, float] = {"relu1_2": 0.25, "relu2_2": 0.25, "relu3_3": 0.25, "relu4_3": 0.25}
 
 
+# -- loss
 class PerceptualLoss:
     """The loss of Johnson et al. 2016 for a network output y, its input x and the style k of each sample:
 
@@ -76,6 +78,7 @@ def load_style_image(path: str | os.PathLike[str], size: int) -> torch.Tensor:
     return resize_short_side(to_tensor(load_rgb(path))[0], size)[None]
 
 
+# -- train
 #: config fields a resumed run may change; any other difference from the checkpoint's config is refused
 RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "preview_every", "device"})
 

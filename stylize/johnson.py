@@ -28,26 +28,26 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .perceptual import PerceptualTrainConfig, TrainResult, train_and_export
-from .training import CropSampler, Trainer
+from styleaxis.embed.training import CropSampler, Trainer
 
-if TYPE_CHECKING:  # stylize.py imports this module to register the method
-    from .stylize import StylizeConfig
+from .config import Stylizer, StylizeConfig
+from .perceptual import PerceptualTrainConfig, TrainResult, train_and_export
 
 __all__ = ["JOHNSON_FORMAT", "conv_block", "encoder_layers", "decoder_layers", "ResidualBlock", "TransformerNet",
-           "save_network", "read_network", "load_johnson", "JohnsonTrainConfig", "train_johnson", "johnson_stylizer"]
+           "save_network", "read_network", "load_johnson", "stylizer", "JohnsonTrainConfig", "train"]
 
 JOHNSON_FORMAT = "styleaxis-johnson/1"
 #: every side of the network's input must be a multiple of this (two stride-2 convolutions)
 SIDE_MULTIPLE = 4
 
 
+# -- model
 def conv_block(cin: int, cout: int, kernel: int, stride: int = 1, upsample: bool = False,
                norm: bool = True) -> nn.Sequential:
     """[nearest 2x upsampling] -> reflection padding -> convolution [-> instance norm -> ReLU]."""
@@ -133,7 +133,7 @@ def read_network(path: str | os.PathLike[str], fmt: str, model: Callable[[dict[s
 
 
 def load_johnson(path: str | os.PathLike[str]) -> TransformerNet:
-    """A network written by :func:`train_johnson`, in eval mode; carries ``style`` and ``encoder_name``."""
+    """A network written by :func:`train`, in eval mode; carries ``style`` and ``encoder_name``."""
 
     def build(payload: dict[str, Any]) -> TransformerNet:
         net = TransformerNet()
@@ -143,6 +143,15 @@ def load_johnson(path: str | os.PathLike[str]) -> TransformerNet:
     return read_network(path, JOHNSON_FORMAT, build)
 
 
+# -- run
+def stylizer(config: StylizeConfig, device: torch.device) -> Stylizer:
+    """The ``johnson`` method of :mod:`.stylize`: the network file ``config.model`` (required)."""
+    if not config.model:
+        raise ValueError("johnson needs a network file (--model), made by `styleaxis train johnson`")
+    return load_johnson(config.model).to(device)
+
+
+# -- train
 @dataclass(frozen=True, kw_only=True)
 class JohnsonTrainConfig(PerceptualTrainConfig):
     """How to train a Johnson et al. network for one ``style`` image (paper: 40k steps of batch 4 on 256 px
@@ -174,16 +183,9 @@ class _JohnsonTrainer(Trainer):
         return [content, self.model(content)]
 
 
-def train_johnson(config: JohnsonTrainConfig, progress: bool = True, resume: bool = True) -> TrainResult:
+def train(config: JohnsonTrainConfig, progress: bool = True, resume: bool = True) -> TrainResult:
     """Train (or resume training) a network for ``config.style``; returns ``out_dir/johnson.pth`` and the
     loss history (columns total, content, style, tv)."""
     meta = {"style": Path(config.style).stem, "encoder": config.encoder}
     return train_and_export(_JohnsonTrainer(config), config, lambda m, p: save_network(m, p, JOHNSON_FORMAT, meta),
                             "johnson.pth", progress, resume, desc="train johnson")
-
-
-def johnson_stylizer(config: StylizeConfig, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The ``johnson`` builder of :mod:`.stylize`: the network file ``config.model`` (required)."""
-    if not config.model:
-        raise ValueError("johnson needs a network file (--model), made by `styleaxis train johnson`")
-    return load_johnson(config.model).to(device)

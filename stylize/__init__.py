@@ -1,0 +1,1 @@
+"""styleaxis.stylize: the stylisation methods behind the style spaces, and their training."""
