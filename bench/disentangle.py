@@ -49,8 +49,9 @@ from styleaxis.embed.functional import calc_mean_std, instance_norm, l2_normaliz
 from styleaxis.embed.registry import load_model, sha256_file
 from styleaxis.eval.catalog import CatalogConfig, build_catalog, read_catalog
 from styleaxis.eval.io import load_image
-from styleaxis.embed.relative import RelativeConfig, content_relative, expand_rows, nearest_rows, style_relative_content
-from styleaxis.eval.retrieval import axis_matrix, per_query_metrics, relative_axes, summarize
+from styleaxis.embed.recipe import RelativeConfig, exact_axes
+from styleaxis.embed.relative import content_relative, expand_rows, nearest_rows, style_relative_content
+from styleaxis.eval.retrieval import axis_matrix, per_query_metrics, summarize
 
 Taps = dict[str, dict[str, torch.Tensor]]  # encoder -> tap -> activation
 
@@ -333,7 +334,7 @@ def derived_variants(data: dict[str, Split]) -> dict[str, tuple[str, Callable, t
     def content_step(split: str, alpha: float) -> np.ndarray:
         # the converse step for the content axis: minus alpha x the median content vector of the item's
         # 10 nearest items on the (content-relative) style axis
-        # as the index and styleaxis.eval.retrieval.relative_axes do it: on the centred, L2-normalised axis
+        # as the index and styleaxis.embed.recipe.exact_axes do it: on the centred, L2-normalised axis
         style = relative(split, ("eff.style_in.s345.mean",), 10)
         content = axis_matrix([vec(split, CONTENT_DEFAULT)])
         return axis_matrix([style_relative_content(content, content, nearest_rows(style, style, 10), alpha)])
@@ -354,10 +355,10 @@ def derived_variants(data: dict[str, Split]) -> dict[str, tuple[str, Callable, t
         out[f"{CONTENT_DEFAULT} - {alpha:g} x style-neighbour median"] = (
             "content", lambda s, a=alpha: content_step(s, a), (CONTENT_DEFAULT, "eff.style_in.s345.mean"))
     def product(split: str, expand: int) -> dict[str, np.ndarray]:
-        # both axes exactly as the index builds them (styleaxis.eval.retrieval.relative_axes)
+        # both axes exactly as the index builds them (styleaxis.embed.recipe.exact_axes)
         vectors = {"style_eff": vec(split, "eff.style_in.s345.mean"), "content": vec(split, CONTENT_DEFAULT)}
-        return relative_axes(vectors, {"style": ("style_eff",), "content": ("content",)},
-                             RelativeConfig(expand=expand))
+        return exact_axes(vectors, {"style": ("style_eff",), "content": ("content",)},
+                          RelativeConfig(expand=expand))
 
     uses = ("eff.style_in.s345.mean", CONTENT_DEFAULT)
     for m in (1, 2, 3, 5):  # the style expansion: + the m nearest style rows outside the content neighbours

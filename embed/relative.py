@@ -1,83 +1,28 @@
-"""Content-relative style: a style vector measured against the items that show the same content.
+"""The catalogue steps of the axes, as pure numpy functions (styleaxis.embed.recipe chains them).
 
-Style statistics of a frame mix two things: the rendering (a filter, a grade, a painter's style) and
-the photo's own colours and textures. A neural stylisation overwrites the photo's statistics, so raw
-statistics separate neural styles well; a mild colour grade or the unstylised "identity" look does
-not, and raw statistics group such items by photo instead (bench/RESULTS.md: SSDC-P@10 0.43 on the
-unseen filters, 0.09 for identity).
+- :func:`content_relative`: a style vector measured against the items that show the same content.
+  Style statistics mix the rendering (a filter, a grade, a painter's style) with the photo's own
+  colours and textures; a neural stylisation overwrites the photo's statistics, a mild grade or the
+  unstylised look does not. Each style row is compared with its ``k`` nearest neighbours on the
+  content axis: r = (s - median(S_nb)) / (MAD(S_nb) + floor), per dimension. The median estimates what
+  is typical for that content, the MAD how much that content varies; ``floor`` keeps a content whose
+  neighbours barely vary, and a near-dead dimension, from blowing noise up. The residual is what the
+  rendering adds, whatever the photo.
+- :func:`expand_rows`: database-side augmentation (Arandjelovic & Zisserman 2012): a row plus its
+  ``m`` nearest rows among the items that are not its content neighbours, L2-normalised, so items
+  that share a rendering pool their evidence.
+- :func:`style_relative_content`: the converse for the content axis: a content vector minus
+  ``alpha`` times the median content vector of its nearest items on the style axis, i.e. minus what
+  the items rendered like it have in common.
 
-Here each item's style vector is compared with its ``k`` nearest neighbours on the content axis
-(itself included when it is in the catalogue): r = (s - median(S_nb)) / (MAD(S_nb) + floor), per
-dimension. The median over the neighbours estimates what is typical for that content; the MAD
-estimates how much that content varies, so each content's deviations count on one scale; ``floor``
-(``eps`` times the catalogue's median MAD of that dimension, or of all dimensions where that is
-larger) keeps a content whose neighbours barely vary, and a dimension that hardly ever varies (a
-near-dead channel), from blowing noise up. The residual is what the rendering adds, whatever the
-photo. With k = 10 on the labelled catalogues (bench/disentangle.py) the hard split went from
-SSDC-P@10 0.951 to 0.975 and the unseen filters from 0.62 to 0.89, at leakage 0.002 and 0.03.
-
-Then each style row is *expanded* (:func:`expand_rows`, database-side augmentation as in
-Arandjelovic & Zisserman 2012): the row plus its ``expand`` nearest rows on the style axis among the
-items that are not its content neighbours, L2-normalised. Items that share a rendering pool their
-evidence, which matters most where one item's residual is weak (a mild grade, the unstylised photo);
-excluding the content neighbours keeps an item from pulling in its own content's other renderings.
-With expand = 2 the hard split went from 0.975 to 0.992 and the unseen filters from 0.890 to 0.932,
-leakage 0.000 and 0.013 (bench/RESULTS.md).
-
-The converse step serves the content axis (:func:`style_relative_content`): a content vector minus
-``content_alpha`` times the median content vector of the item's ``k`` nearest items on the
-(content-relative) style axis, i.e. minus what the items rendered like it have in common. At alpha
-0.5 it halved the hard split's content leakage (0.021 -> 0.011, SCDS-P@10 0.946 -> 0.952) and left
-labelled video clips as they were (bench/RESULTS.md). The style step takes its neighbours on the
-content axis *before* this step, so nothing is circular: base content -> style -> content.
-
-Everything is numpy; the index finds the neighbours with its FAISS indexes, the evaluation exactly
-(:func:`nearest_rows`).
+What each step measured is in bench/RESULTS.md; the neighbours come from the index's FAISS indexes
+or, in evaluation, from :func:`nearest_rows` (exact).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-__all__ = ["RELATIVE_DESCRIPTORS", "RelativeConfig", "nearest_rows", "content_relative", "expand_rows",
-           "style_relative_content"]
-
-#: descriptors that are made content-relative wherever an axis is built from them (index, evaluation)
-RELATIVE_DESCRIPTORS: frozenset[str] = frozenset({"style_eff"})
-
-
-@dataclass(frozen=True)
-class RelativeConfig:
-    """How a style vector is made content-relative.
-
-    Attributes:
-        k: neighbours the reference is taken over (the item itself counts when indexed); also the
-            style neighbours of the content step. 10 scored best on the catalogues, which show each
-            photo in 13 renderings (13: -0.01, 6: -0.04 on the unseen split); keep it at most the number
-            of videos that typically show one content (the demo, 4 renderings per photo, uses 4).
-        eps: the MAD floor, relative to the catalogue's median MAD (0.1 and 0.3 within 0.003).
-        expand: style neighbours (outside the content neighbours) added to each style row after the
-            residual (0 turns it off). Chosen on the hard split, where 2 scored best (1: 0.986, 2: 0.992,
-            3: 0.991, 5: 0.984).
-        content_alpha: weight of the converse step on the content axis (0 turns it off; 0.3 and 0.5
-            scored within 0.002, 1.0 raised leakage again).
-    """
-
-    k: int = 10
-    eps: float = 0.1
-    expand: int = 2
-    content_alpha: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"RelativeConfig.k must be >= 1, got {self.k}")
-        if self.eps <= 0:
-            raise ValueError(f"RelativeConfig.eps must be > 0, got {self.eps}")
-        if self.expand < 0:
-            raise ValueError(f"RelativeConfig.expand must be >= 0, got {self.expand}")
-        if not 0 <= self.content_alpha <= 1:
-            raise ValueError(f"RelativeConfig.content_alpha must be in [0, 1], got {self.content_alpha}")
+__all__ = ["nearest_rows", "content_relative", "expand_rows", "style_relative_content"]
 
 
 def nearest_rows(queries: np.ndarray, matrix: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,13 +34,11 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..embed.relative import (
-    RELATIVE_DESCRIPTORS, RelativeConfig, content_relative, expand_rows, nearest_rows, style_relative_content,
-)
+from ..embed.recipe import RelativeConfig, centre_unit, combine_blocks, exact_axes
 from .io import atomic_write
 
 __all__ = [
-    "Axis", "DEFAULT_AXES", "PRECISION_NAMES", "axis_of", "axis_matrix", "relative_blocks", "relative_axes",
+    "Axis", "DEFAULT_AXES", "PRECISION_NAMES", "axis_of", "axis_matrix",
     "per_query_metrics",
     "summarize",
     "RetrievalReport", "evaluate", "plot_per_style",
@@ -58,10 +56,6 @@ def axis_of(descriptor: str) -> Axis:
     return "style" if descriptor.startswith("style") else "content"
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def axis_matrix(blocks: Sequence[np.ndarray], center: bool = True) -> np.ndarray:
     """One axis from descriptor blocks, as ``styleaxis.index`` builds it: each block centred on the
     catalogue mean (when ``center``) and L2-normalised, then concatenated with weight 1/sqrt(n), so
@@ -74,51 +68,8 @@ def axis_matrix(blocks: Sequence[np.ndarray], center: bool = True) -> np.ndarray
         b = np.asarray(block, dtype=np.float64)
         if b.ndim != 2 or len(b) != n:
             raise ValueError(f"block {i}: expected an ({n}, D) matrix, got shape {b.shape}")
-        parts.append(_unit_rows(b - b.mean(axis=0) if center else b))
-    return (np.concatenate(parts, axis=1) / np.sqrt(len(parts))).astype(np.float32)
-
-
-def relative_blocks(vectors: Mapping[str, np.ndarray], names: Sequence[str], content: Sequence[str],
-                    config: RelativeConfig | None = None) -> list[np.ndarray]:
-    """The blocks of an axis as the index builds them: descriptors of
-    :data:`~styleaxis.embed.relative.RELATIVE_DESCRIPTORS` are replaced by their residual against their
-    ``config.k`` nearest catalogue items on the axis made of the ``content`` descriptors."""
-    if not any(name in RELATIVE_DESCRIPTORS for name in names):
-        return [vectors[name] for name in names]
-    if not content:
-        raise ValueError(f"descriptors {sorted(RELATIVE_DESCRIPTORS & set(names))} are content-relative and need "
-                         "a content axis; none of the content descriptors is in the vectors")
-    config = config or RelativeConfig()
-    reference = axis_matrix([vectors[name] for name in content])
-    neighbours = nearest_rows(reference, reference, config.k)
-    return [content_relative(vectors[name], vectors[name], neighbours, config.eps)[0]
-            if name in RELATIVE_DESCRIPTORS else vectors[name] for name in names]
-
-
-def relative_axes(vectors: Mapping[str, np.ndarray], axes: Mapping[str, Sequence[str]],
-                  config: RelativeConfig | None = None) -> dict[str, np.ndarray]:
-    """Axis matrices as the index builds them: each axis from :func:`relative_blocks`; when the style
-    axis holds a content-relative descriptor, the style axis expanded by ``config.expand`` style
-    neighbours outside each row's content neighbours (:func:`~styleaxis.embed.relative.expand_rows`),
-    then, when ``config.content_alpha`` > 0, the content axis made style-relative
-    (:func:`~styleaxis.embed.relative.style_relative_content`, neighbours on the style axis, content
-    rows as they were before the step)."""
-    config = config or RelativeConfig()
-    content_names = tuple(axes.get("content", ()))
-    out = {axis: axis_matrix(relative_blocks(vectors, names, content_names, config))
-           for axis, names in axes.items() if names}
-    if "content" not in out or "style" not in out or not RELATIVE_DESCRIPTORS & set(axes["style"]):
-        return out
-    base = out["content"]
-    if config.expand:
-        style = out["style"]
-        excluded = nearest_rows(base, base, config.k)
-        candidates = nearest_rows(style, style, config.k + config.expand)
-        out["style"] = expand_rows(style, style, candidates, excluded, config.expand)
-    if config.content_alpha > 0:
-        neighbours = nearest_rows(out["style"], out["style"], config.k)
-        out["content"] = axis_matrix([style_relative_content(base, base, neighbours, config.content_alpha)])
-    return out
+        parts.append(centre_unit(b) if center else b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12))
+    return combine_blocks(parts)
 
 
 def _expected_ap(relevant: int, ranked: int) -> float:
@@ -158,7 +109,7 @@ def per_query_metrics(matrix: np.ndarray, contents: Sequence[Any] | np.ndarray, 
     content, style = _labels(contents, n, "content"), _labels(styles, n, "style")
     # relevant = the axis's own factor; "other" = the factor the axis must ignore
     own, other = (style, content) if axis == "style" else (content, style)
-    x = _unit_rows(x)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     rows = []
     for start in range(0, n, chunk):
         sims = x[start: start + chunk] @ x.T
@@ -244,8 +195,8 @@ def evaluate(vectors: Mapping[str, np.ndarray], contents: Sequence[Any] | np.nda
     :func:`axis_of`). With ``singles``, each descriptor of a multi-descriptor axis also gets a row of its
     own, and so does each descriptor named in ``extra`` (on the axis :func:`axis_of` gives it). Every
     block is centred on the catalogue and L2-normalised, as the index does, and the axes get the
-    index's relative steps (:func:`relative_axes`, configured by ``relative``); a row for a single
-    descriptor gets the content-relative step of :func:`relative_blocks` only.
+    index's axis recipe (:func:`styleaxis.embed.recipe.exact_axes`, configured by ``relative``); a row
+    for a single descriptor gets its content-relative step only.
     """
     if axes is None:
         axes = {}
@@ -258,20 +209,20 @@ def evaluate(vectors: Mapping[str, np.ndarray], contents: Sequence[Any] | np.nda
                        f"vectors hold {', '.join(vectors)}")
     rows, main = [], {}
     content_names = axes.get("content", ())
-    matrices = relative_axes(vectors, axes, relative)
+    matrices = exact_axes(vectors, axes, relative)
     for axis, names in axes.items():
         if not names:
             continue
         main[axis] = per_query_metrics(matrices[axis], contents, styles, axis, k)
         rows.append(_row(axis, names, main[axis], k))
         if singles and len(names) > 1:
-            for name, block in zip(names, relative_blocks(vectors, names, content_names, relative)):
-                pq = per_query_metrics(axis_matrix([block]), contents, styles, axis, k)
+            for name in names:
+                pq = per_query_metrics(_single(vectors, name, content_names, relative), contents, styles, axis, k)
                 rows.append(_row(axis, [name], pq, k))
     for name in extra:
         axis = axis_of(name)
-        block = relative_blocks(vectors, [name], content_names, relative)
-        rows.append(_row(axis, [name], per_query_metrics(axis_matrix(block), contents, styles, axis, k), k))
+        single = _single(vectors, name, content_names, relative)
+        rows.append(_row(axis, [name], per_query_metrics(single, contents, styles, axis, k), k))
     if not main:
         raise ValueError("no descriptor to evaluate on either axis")
     per_query = pd.concat([pq.assign(axis=axis) for axis, pq in main.items()], ignore_index=True)
@@ -279,6 +230,14 @@ def evaluate(vectors: Mapping[str, np.ndarray], contents: Sequence[Any] | np.nda
                            for axis, pq in main.items() for m in _METRICS}, axis=1)
     per_style.insert(0, "queries", main[next(iter(main))].groupby("style", sort=False).size())
     return RetrievalReport(table=pd.DataFrame(rows), per_style=per_style, per_query=per_query, k=k)
+
+
+def _single(vectors: Mapping[str, np.ndarray], name: str, content: Sequence[str],
+            relative: RelativeConfig | None) -> np.ndarray:
+    """One descriptor alone as an axis: its content-relative step where it has one, no other step."""
+    steps_off = replace(relative or RelativeConfig(), expand=0, content_alpha=0.0)
+    axes = {"single": (name,), **({"content": tuple(content)} if content else {})}
+    return exact_axes(vectors, axes, steps_off)["single"]
 
 
 def plot_per_style(per_style: pd.DataFrame, path: str | os.PathLike[str], k: int = 10) -> Path:

@@ -13,7 +13,6 @@ import itertools
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,9 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..embed.relative import (
-    RELATIVE_DESCRIPTORS, RelativeConfig, content_relative, expand_rows, style_relative_content,
-)
+from ..embed.recipe import BASE_AXES, AxisRecipe, RelativeConfig, TransformKind, encode
 from ._io import atomic_open, sha256_file, write_npy_rows
 from .calibrate import hubness
 from .factory import (
@@ -52,22 +49,10 @@ from .manifest import (
 )
 from .run import RunVectors, read_run
 from .shards import build_shard, check_mergeable, merge_shards, shard_bounds
-from .transform import WHITEN_OPTIONS, SearchTransform, Whiten, combine_blocks
+from .transform import WHITEN_OPTIONS, SearchTransform, Whiten
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # axis/descriptor names become file names
 _ROWS_PER_BLOCK = 65536
-#: the axis whose neighbours content-relative descriptors are measured against (built before them)
-RELATIVE_AXIS = "content"
-#: with the converse step (RelativeConfig.content_alpha > 0), the content axis before that step: the
-#: style step's neighbours come from it, the content step's medians from its rows (an internal axis)
-BASE_AXIS = "content_base"
-#: the axis whose neighbours the content step takes
-STYLE_AXIS = "style"
-#: with the style expansion (RelativeConfig.expand > 0), the style axis before it: the expansion
-#: neighbours of added videos and of vector queries are searched there (an internal axis)
-STYLE_BASE_AXIS = "style_base"
-#: internal axis -> the axis whose descriptors it holds
-INTERNAL_AXES = {BASE_AXIS: RELATIVE_AXIS, STYLE_BASE_AXIS: STYLE_AXIS}
 
 
 def _default_axes() -> dict[str, tuple[str, ...]]:
@@ -111,14 +96,10 @@ class IndexConfig:
     def __post_init__(self) -> None:
         if not self.axes:
             raise ValueError("IndexConfig.axes is empty")
-        relative = sorted(RELATIVE_DESCRIPTORS & set(self.descriptors))
-        if relative and RELATIVE_AXIS not in self.axes:
-            raise ValueError(f"IndexConfig.axes: {relative} are content-relative and need a {RELATIVE_AXIS!r} axis")
-        if RELATIVE_DESCRIPTORS & set(self.axes.get(RELATIVE_AXIS, ())):
-            raise ValueError(f"IndexConfig.axes[{RELATIVE_AXIS!r}] cannot hold the content-relative {relative}")
-        reserved = sorted(set(INTERNAL_AXES) & set(self.axes))
-        if reserved:
-            raise ValueError(f"IndexConfig.axes: {reserved} are reserved for the index's own use")
+        try:
+            AxisRecipe.plan(self.axes, self.relative)
+        except ValueError as exc:
+            raise ValueError(f"IndexConfig.axes: {exc}") from None
         for axis, descriptors in self.axes.items():
             bad = [name for name in (axis, *descriptors) if not _NAME.match(name)]
             if bad:
@@ -175,41 +156,17 @@ def build_from_vectors(
     gpu = config.gpu and gpu_available()
 
     files: dict[str, str] = {}
-    descriptors: dict[str, DescriptorInfo] = {}
-    transformed: dict[str, np.ndarray] = {}
-    budget = config.memory_budget_gb * 2**30 / len(config.axes)
-    axes: dict[str, AxisInfo] = {}
-    indexes: dict[str, faiss.Index] = {}
-    matrices: dict[str, np.ndarray] = {}
-    step, expand = _content_step(config), _expansion(config)
-    neighbour_axis = BASE_AXIS if step else RELATIVE_AXIS
-    nearest = _Nearest(indexes, matrices)
-    for axis in _axis_order(config.axes, bool(step), bool(expand)):
-        names = config.axes[INTERNAL_AXES.get(axis, axis)]
-        for name in names:
-            if name not in descriptors:
-                descriptors[name], transformed[name] = _fit_descriptor(
-                    out_dir, generation, name, run, config, nearest, neighbour_axis, files)
-        relative = expansion = None
-        if step and axis == RELATIVE_AXIS:
-            matrix, relative = _fit_content_step(out_dir, generation, matrices[BASE_AXIS], nearest, config, files)
-        elif expand and axis == STYLE_AXIS:
-            expansion = {"base_axis": STYLE_BASE_AXIS, "exclude_axis": neighbour_axis,
-                         "k": min(config.relative.k, count), "m": expand}
-            matrix = _expand_style(nearest, matrices, expansion)
-        else:
-            matrix = combine_blocks([transformed[name] for name in names])
-        if config.factory:
-            choice = FactoryChoice(config.factory, "given by the caller")
-        else:
-            choice = choose_factory(count, matrix.shape[1], budget, config.flat_max, config.hnsw_max)
-        index = _train_and_add(matrix, choice.factory, config, gpu)
-        axes[axis], indexes[axis], matrices[axis] = _write_axis(
-            out_dir, generation, axis, names, index, [matrix], count, choice, count, config.hubness_k, config, files,
-            relative, expansion,
-        )
-    axes = {axis: axes[axis] for axis in (*config.axes, *(a for a in INTERNAL_AXES if a in axes))}
-    descriptors = {name: descriptors[name] for name in config.descriptors}
+    recipe = AxisRecipe.plan(config.axes, config.relative, count)
+    writer = _Writer(out_dir, generation, recipe, config, files, gpu, count)
+    _, recipe = encode(recipe, run.vectors, writer)  # consumes run.vectors, one raw matrix at a time
+    descriptors = {}
+    for name in config.descriptors:
+        meta = run.descriptors[name]
+        transform_file, checksum = writer.transforms["descriptor", name]
+        descriptors[name] = DescriptorInfo(
+            dim=int(meta["dim"]), model=str(meta["model"]), taps=tuple(meta.get("taps", ())), whiten=config.whiten,
+            transform_file=transform_file, transform_checksum=checksum, raw_file=writer.raw_files.get(name))
+    axes = {axis: writer.axes[axis] for axis in (*recipe.public, *(a for a in recipe.axes if a in BASE_AXES))}
 
     manifest = IndexManifest(
         format_version=FORMAT_VERSION,
@@ -221,13 +178,14 @@ def build_from_vectors(
         embed=run.embed,
         descriptors=descriptors,
         axes=axes,
+        recipe=recipe,
         count=count,
         skipped=run.skipped,
         ids_file=_write_ids(out_dir, generation, run.video_ids, run.content_hashes, files),
         ids_sha256=ids_digest(run.video_ids),
         sources=_sources(run, run_dir),
         files=files,
-        canaries=make_canaries(run.video_ids, indexes, matrices, config.canaries, config.seed),
+        canaries=make_canaries(run.video_ids, writer.indexes, writer.matrices, config.canaries, config.seed),
         shards=config.shards,
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(time.monotonic() - started, 3),
@@ -235,103 +193,88 @@ def build_from_vectors(
     return _commit(out_dir, manifest, previous)
 
 
-def _fit_descriptor(
-    out_dir: Path, generation: int, name: str, run: RunVectors, config: IndexConfig,
-    nearest: _Nearest, neighbour_axis: str, files: dict[str, str],
-) -> tuple[DescriptorInfo, np.ndarray]:
-    """Fit and save one descriptor's transform (on its content-relative residuals where it is one of
-    RELATIVE_DESCRIPTORS); returns its DescriptorInfo and its transformed rows. Drops the raw matrix."""
-    raw = run.vectors.pop(name)
-    relative = None
-    if name in RELATIVE_DESCRIPTORS:
-        raw_file = artifact_name(f"relative_{name}", generation, ".npy")
-        with atomic_open(out_dir / raw_file) as f:
-            np.save(f, np.asarray(raw, dtype=np.float32))
-        files[raw_file] = sha256_file(out_dir / raw_file)
-        k = min(config.relative.k, len(raw))
-        raw_mean = np.asarray(raw, dtype=np.float64).mean(axis=0)  # the duplicate filter centres raw vectors on it
-        # IndexConfig checks that the content axis exists; _axis_order builds it first
-        raw, floor = content_relative(raw, raw, nearest(neighbour_axis, k), config.relative.eps)
-        relative = {"axis": neighbour_axis, "k": k, "eps": config.relative.eps,
-                    "floor": [float(v) for v in floor], "mean": [float(v) for v in raw_mean], "raw_file": raw_file}
-    transform = SearchTransform.fit(raw, whiten=config.whiten)
-    transform_file = artifact_name(f"transform_{name}", generation, ".npz")
-    checksum = transform.save(out_dir / transform_file)
-    files[transform_file] = sha256_file(out_dir / transform_file)
-    meta = run.descriptors[name]
-    info = DescriptorInfo(
-        dim=int(meta["dim"]), model=str(meta["model"]), taps=tuple(meta.get("taps", ())),
-        whiten=config.whiten, transform_file=transform_file, transform_checksum=checksum, relative=relative,
-    )
-    return info, transform.apply(raw)
+class _Writer:
+    """The recipe's catalogue while an index generation is written (styleaxis.embed.recipe.Catalogue).
 
+    A build (``previous`` None) fits and saves each transform and trains each axis's index; an add
+    applies the saved transforms and grows each axis by the added rows (``start`` = the rows already
+    indexed). Each axis is written as soon as it is put, so the next steps search it; the k nearest
+    rows of an axis are searched once per (axis, k), which the residual and the expansion share.
+    """
 
-def _content_step(config: IndexConfig) -> float:
-    """alpha of the converse step on the content axis, 0 when off (RelativeConfig.content_alpha is 0,
-    or the style axis holds no content-relative descriptor)."""
-    relative_style = RELATIVE_DESCRIPTORS & set(config.axes.get(STYLE_AXIS, ()))
-    return config.relative.content_alpha if relative_style and RELATIVE_AXIS in config.axes else 0.0
-
-
-def _expansion(config: IndexConfig) -> int:
-    """Style neighbours each style row is expanded by, 0 when off (RelativeConfig.expand is 0, or the
-    style axis holds no content-relative descriptor)."""
-    relative_style = RELATIVE_DESCRIPTORS & set(config.axes.get(STYLE_AXIS, ()))
-    return config.relative.expand if relative_style and RELATIVE_AXIS in config.axes else 0
-
-
-def _axis_order(axes: Iterable[str], step: bool, expand: bool) -> list[str]:
-    """Build order: the content axis first (its neighbours make style content-relative); with the
-    converse step, the unstepped content axis first and the content axis last (it needs the style
-    axis); with the expansion, the unexpanded style axis just before the style axis."""
-    axes = [a for a in axes if a not in INTERNAL_AXES]
-    order = [BASE_AXIS if step else RELATIVE_AXIS] if RELATIVE_AXIS in axes else []
-    for axis in axes:
-        if axis != RELATIVE_AXIS:
-            order += [STYLE_BASE_AXIS, axis] if expand and axis == STYLE_AXIS else [axis]
-    return order + [RELATIVE_AXIS] if step else order
-
-
-def _expand_style(nearest: _Nearest, matrices: Mapping[str, np.ndarray], expansion: Mapping[str, Any]) -> np.ndarray:
-    """Style rows ``nearest.start``... after the expansion: each unexpanded row plus its ``m`` nearest
-    unexpanded rows that are not among its ``k`` nearest videos on the exclude axis."""
-    base, k, m = expansion["base_axis"], int(expansion["k"]), int(expansion["m"])
-    return expand_rows(matrices[base][nearest.start:], matrices[base], nearest(base, k + m),
-                       nearest(expansion["exclude_axis"], k), m)
-
-
-def _fit_content_step(
-    out_dir: Path, generation: int, base: np.ndarray, nearest: _Nearest, config: IndexConfig,
-    files: dict[str, str],
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """The content axis after the converse step: each row minus alpha x the median base row of its k
-    nearest videos on the style axis, then a fitted centring + L2 (saved). Returns the rows and the
-    AxisInfo.relative record that lets queries and --add repeat it."""
-    k = min(config.relative.k, len(base))
-    alpha = config.relative.content_alpha
-    stepped = style_relative_content(base, base, nearest(STYLE_AXIS, k), alpha)
-    transform = SearchTransform.fit(stepped)
-    transform_file = artifact_name("transform_axis_content", generation, ".npz")
-    checksum = transform.save(out_dir / transform_file)
-    files[transform_file] = sha256_file(out_dir / transform_file)
-    return transform.apply(stepped), {"axis": STYLE_AXIS, "base_axis": BASE_AXIS, "k": k, "alpha": alpha,
-                                      "transform_file": transform_file, "transform_checksum": checksum}
-
-
-class _Nearest:
-    """The k nearest rows of rows ``start``... on an axis, searched once per (axis, k): the style
-    residual and the style expansion take the same content neighbours. Reads the axes' indexes and
-    matrices as they are built (each axis is asked for only once it is written)."""
-
-    def __init__(self, indexes: Mapping[str, faiss.Index], matrices: Mapping[str, np.ndarray],
-                 start: int = 0) -> None:
-        self._indexes, self._matrices, self.start = indexes, matrices, start
+    def __init__(self, out_dir: Path, generation: int, recipe: AxisRecipe, config: IndexConfig,
+                 files: dict[str, str], gpu: bool, count: int, previous: IndexManifest | None = None) -> None:
+        self.out_dir, self.generation, self.recipe, self.config, self.files = out_dir, generation, recipe, config, files
+        self.gpu, self.count, self.previous = gpu, count, previous
+        self.start = previous.count if previous else 0
+        self.indexes: dict[str, faiss.Index] = {}
+        self.matrices: dict[str, np.ndarray] = {}
+        self.axes: dict[str, AxisInfo] = {}
+        self.transforms: dict[tuple[TransformKind, str], tuple[str, str]] = {}  # -> (file, checksum), fitted here
+        self.raw_files: dict[str, str] = {}
         self._found: dict[tuple[str, int], np.ndarray] = {}
+        self._budget = config.memory_budget_gb * 2**30 / len(config.axes)
 
-    def __call__(self, axis: str, k: int) -> np.ndarray:
+    def nearest(self, axis: str, k: int) -> np.ndarray:
         if (axis, k) not in self._found:
-            self._found[axis, k] = _neighbours(self._indexes[axis], self._matrices[axis][self.start:], k, self.start)
+            self._found[axis, k] = _neighbours(self.indexes[axis], self.matrices[axis][self.start:], k, self.start)
         return self._found[axis, k]
+
+    def matrix(self, axis: str) -> np.ndarray:
+        return self.matrices[axis]
+
+    def reference(self, descriptor: str, raw: np.ndarray) -> np.ndarray:
+        """Writes the catalogue's raw rows (grown by ``raw`` on an add) and returns them."""
+        raw = np.asarray(raw, dtype=np.float32)
+        raw_file = artifact_name(f"raw_{descriptor}", self.generation, ".npy")
+        old = self.previous.descriptors[descriptor].raw_file if self.previous else None
+        blocks = [raw] if old is None else itertools.chain(_row_blocks(np.load(self.out_dir / old, mmap_mode="r")), [raw])
+        with atomic_open(self.out_dir / raw_file) as f:
+            write_npy_rows(f, (self.start + len(raw), raw.shape[1]), blocks)
+        self.files[raw_file] = sha256_file(self.out_dir / raw_file)
+        self.raw_files[descriptor] = raw_file
+        return np.load(self.out_dir / raw_file, mmap_mode="r")
+
+    def transform(self, kind: TransformKind, name: str, rows: np.ndarray) -> np.ndarray:
+        if self.previous is not None:  # an add: the transforms stay as built
+            info = self.previous.descriptors[name] if kind == "descriptor" else self.previous.axes[name]
+            self.files[info.transform_file] = self.previous.files[info.transform_file]
+            return SearchTransform.load(self.out_dir / info.transform_file).apply(rows)
+        transform = SearchTransform.fit(rows, whiten=self.config.whiten if kind == "descriptor" else "none")
+        transform_file = artifact_name(f"transform_{name}" if kind == "descriptor" else f"transform_axis_{name}",
+                                       self.generation, ".npz")
+        checksum = transform.save(self.out_dir / transform_file)
+        self.files[transform_file] = sha256_file(self.out_dir / transform_file)
+        self.transforms[kind, name] = (transform_file, checksum)
+        return transform.apply(rows)
+
+    def put(self, axis: str, rows: np.ndarray) -> None:
+        """Train (build) or grow (add) the axis's index by ``rows`` and write the axis."""
+        config = self.config
+        if self.previous is None:
+            if config.factory:
+                choice = FactoryChoice(config.factory, "given by the caller")
+            else:
+                choice = choose_factory(self.count, rows.shape[1], self._budget, config.flat_max, config.hnsw_max)
+            index, blocks = _train_and_add(rows, choice.factory, config, self.gpu), [rows]
+            trained_count, hubness_k = self.count, config.hubness_k
+        else:
+            info = self.previous.axes[axis]
+            work = faiss.read_index(str(self.out_dir / info.index_file))
+            work = to_gpu(work) if self.gpu else work
+            work.add(rows)
+            index = to_cpu(work)
+            old = np.load(self.out_dir / info.matrix_file, mmap_mode="r")
+            blocks = itertools.chain(_row_blocks(old), [rows])
+            choice = FactoryChoice(info.factory, info.factory_reason)
+            trained_count, hubness_k = info.trained_count, info.hubness_k
+        self.axes[axis], self.indexes[axis], self.matrices[axis] = _write_axis(
+            self.out_dir, self.generation, axis, self.recipe.descriptors(axis), index, blocks, self.count, choice,
+            trained_count, hubness_k, config, self.files, self.transforms.get(("axis", axis)) or self._kept_transform(axis))
+
+    def _kept_transform(self, axis: str) -> tuple[str, str] | None:
+        info = self.previous.axes[axis] if self.previous else None
+        return (info.transform_file, info.transform_checksum) if info and info.transform_file else None
 
 
 def _neighbours(index: faiss.Index, queries: np.ndarray, k: int, start: int = 0) -> np.ndarray:
@@ -366,45 +309,12 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
         return previous
     generation = previous.generation + 1
     gpu = config.gpu and gpu_available()
-    files = {info.transform_file: previous.files[info.transform_file] for info in previous.descriptors.values()}
-    transforms = {name: SearchTransform.load(index_dir / info.transform_file)
-                  for name, info in previous.descriptors.items()}
-    descriptors = dict(previous.descriptors)
-    transformed = {name: transforms[name].apply(run.vectors.pop(name))
-                   for name, info in previous.descriptors.items() if info.relative is None}
     count = previous.count + len(run.video_ids)
-    axes, indexes, matrices = {}, {}, {}
-    nearest = _Nearest(indexes, matrices, start=previous.count)  # of the added rows, in the grown axes
-    for axis in _axis_order(previous.axes, BASE_AXIS in previous.axes, STYLE_BASE_AXIS in previous.axes):
-        info = previous.axes[axis]
-        for name in info.descriptors:
-            if name not in transformed:  # content-relative: against the grown content axis
-                spec = descriptors[name].relative or {}
-                descriptors[name], rows = _add_relative(
-                    index_dir, generation, descriptors[name], run.vectors.pop(name),
-                    nearest(spec["axis"], int(spec["k"])), previous.count, files)
-                transformed[name] = transforms[name].apply(rows)
-        if info.expansion:  # against the grown unexpanded style axis
-            new_rows = _expand_style(nearest, matrices, info.expansion)
-        elif info.relative:  # the converse step, against the grown style axis
-            step = info.relative
-            files[step["transform_file"]] = previous.files[step["transform_file"]]
-            neighbours = nearest(step["axis"], int(step["k"]))
-            new_rows = SearchTransform.load(index_dir / step["transform_file"]).apply(style_relative_content(
-                matrices[step["base_axis"]][previous.count:], matrices[step["base_axis"]], neighbours,
-                float(step["alpha"])))
-        else:
-            new_rows = combine_blocks([transformed[name] for name in info.descriptors])
-        index = faiss.read_index(str(index_dir / info.index_file))
-        work = to_gpu(index) if gpu else index
-        work.add(new_rows)
-        old = np.load(index_dir / info.matrix_file, mmap_mode="r")
-        blocks = itertools.chain(_row_blocks(old), [new_rows])
-        choice = FactoryChoice(info.factory, info.factory_reason)
-        axes[axis], indexes[axis], matrices[axis] = _write_axis(
-            index_dir, generation, axis, info.descriptors, to_cpu(work), blocks, count, choice,
-            info.trained_count, info.hubness_k, config, files, info.relative, info.expansion,
-        )
+    files: dict[str, str] = {}
+    writer = _Writer(index_dir, generation, previous.recipe, config, files, gpu, count, previous)
+    encode(previous.recipe, run.vectors, writer)  # the added rows, against the grown axes
+    descriptors = {name: replace(info, raw_file=writer.raw_files.get(name, info.raw_file))
+                   for name, info in previous.descriptors.items()}
     video_ids = old_ids + run.video_ids
     hashes = ids_table["content_hash"].to_pylist() + run.content_hashes
     manifest = replace(
@@ -413,7 +323,7 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
         run_ids=tuple(sorted({*previous.run_ids, *run.run_ids})),
         code_versions=tuple(sorted({*previous.code_versions, *run.code_versions})),
         descriptors=descriptors,
-        axes={axis: axes[axis] for axis in previous.axes},
+        axes={axis: writer.axes[axis] for axis in previous.axes},
         count=count,
         skipped={key: previous.skipped.get(key, 0) + run.skipped.get(key, 0)
                  for key in {*previous.skipped, *run.skipped}},
@@ -421,30 +331,11 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
         ids_sha256=ids_digest(video_ids),
         sources={**previous.sources, **_sources(run, run_dir)},
         files=files,
-        canaries=make_canaries(video_ids, indexes, matrices, config.canaries, config.seed),
+        canaries=make_canaries(video_ids, writer.indexes, writer.matrices, config.canaries, config.seed),
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(time.monotonic() - started, 3),
     )
     return _commit(index_dir, manifest, previous)
-
-
-def _add_relative(
-    index_dir: Path, generation: int, info: DescriptorInfo, new_raw: np.ndarray, neighbours: np.ndarray,
-    old_count: int, files: dict[str, str],
-) -> tuple[DescriptorInfo, np.ndarray]:
-    """Residuals of added videos for a content-relative descriptor against ``neighbours``, their nearest
-    rows on the grown content axis (the rows already indexed keep theirs); writes the grown raw matrix.
-    Returns the updated info."""
-    relative = dict(info.relative or {})
-    old_raw = np.load(index_dir / relative["raw_file"], mmap_mode="r")
-    raw_file = artifact_name(Path(relative["raw_file"]).name.split(".g")[0], generation, ".npy")
-    new_raw = np.asarray(new_raw, dtype=np.float32)
-    with atomic_open(index_dir / raw_file) as f:
-        write_npy_rows(f, (old_count + len(new_raw), info.dim), itertools.chain(_row_blocks(old_raw), [new_raw]))
-    files[raw_file] = sha256_file(index_dir / raw_file)
-    reference = np.load(index_dir / raw_file, mmap_mode="r")
-    rows, _ = content_relative(new_raw, reference, neighbours, floor=np.asarray(relative["floor"], dtype=np.float32))
-    return replace(info, relative={**relative, "raw_file": raw_file}), rows
 
 
 def _train_and_add(matrix: np.ndarray, factory: str, config: IndexConfig, gpu: bool) -> faiss.Index:
@@ -470,8 +361,7 @@ def _write_axis(
     hubness_k: int,
     config: IndexConfig,
     files: dict[str, str],
-    relative: dict[str, Any] | None = None,
-    expansion: dict[str, Any] | None = None,
+    transform: tuple[str, str] | None = None,
 ) -> tuple[AxisInfo, faiss.Index, np.ndarray]:
     """Write one axis's matrix, (tuned) index and hubness; returns its AxisInfo, index and mapped matrix."""
     if index.ntotal != count:
@@ -500,8 +390,8 @@ def _write_axis(
         metric=METRIC, index_file=index_file, matrix_file=matrix_file,
         search_param=None if value is None else search_parameter(index), search_value=value,
         tuned_recall=round(recall, 4), trained_count=trained_count,
-        hubness_k=hubness_k if hubness_file else 0, hubness_file=hubness_file, relative=relative,
-        expansion=expansion,
+        hubness_k=hubness_k if hubness_file else 0, hubness_file=hubness_file,
+        transform_file=transform[0] if transform else None, transform_checksum=transform[1] if transform else None,
     )
     return info, index, matrix
 

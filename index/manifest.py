@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..embed.recipe import AxisRecipe
 from ._io import atomic_open
 
 MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 2
+#: 3: the axis recipe is one typed record (``recipe``) instead of per-axis and per-descriptor dicts
+FORMAT_VERSION = 3
 METRIC = "inner_product"
 
 
@@ -25,11 +27,9 @@ METRIC = "inner_product"
 class DescriptorInfo:
     """One input descriptor: its raw dim, the model that produced it, its taps and its fitted transform.
 
-    relative: for a content-relative descriptor (styleaxis.embed.relative), how queries are made
-    relative as the build made the catalogue: {"axis": the neighbours' axis, "k", "eps", "floor": the
-    fitted MAD floor (list of dim floats), "mean": the raw vectors' mean (the duplicate filter compares
-    raw vectors centred on it), "raw_file": the catalogue's raw vectors (.npy, row = video)}; None for
-    the others. The transform is fitted on the residuals.
+    raw_file: for a descriptor with a content-relative step (the recipe's Residual), the catalogue's
+    raw rows (.npy, row = video), which queries and --add are measured against; None for the others.
+    The transform is fitted on the residuals then.
     """
 
     dim: int
@@ -38,7 +38,7 @@ class DescriptorInfo:
     whiten: str
     transform_file: str
     transform_checksum: str
-    relative: dict[str, Any] | None = None
+    raw_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,8 @@ class AxisInfo:
     candidate pool holds tuned_recall of the exact top-10. trained_count: vectors the index was
     trained on (adds beyond ~2x that call for a rebuild). hubness_file: per-row mean similarity to
     the row's hubness_k nearest neighbours, for CSLS calibration (None, and k 0, when not computed).
-    relative: for a content axis made style-relative (styleaxis.embed.relative.style_relative_content),
-    {"axis": the neighbours' axis, "base_axis": the axis of the rows before the step, "k", "alpha",
-    "transform_file", "transform_checksum": the centring fitted after the step}; None otherwise.
-    expansion: for a style axis expanded by its style neighbours (styleaxis.embed.relative.expand_rows),
-    {"base_axis": the axis of the rows before expansion, "exclude_axis": the axis whose "k" nearest
-    videos a row may not take, "k", "m": the neighbours added}; None otherwise.
+    transform_file/transform_checksum: the centring fitted after the axis's own step (the recipe's
+    StyleRelative), None for other axes. How each axis is built is the manifest's ``recipe``.
     """
 
     descriptors: tuple[str, ...]
@@ -70,8 +66,8 @@ class AxisInfo:
     trained_count: int
     hubness_k: int
     hubness_file: str | None
-    relative: dict[str, Any] | None = None
-    expansion: dict[str, Any] | None = None
+    transform_file: str | None = None
+    transform_checksum: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +76,8 @@ class IndexManifest:
 
     sources: sha256 of each run Parquet file the rows came from; embed: the resize policy
     (short_side, center_crop) to embed query files with; canaries: stored queries and their
-    answers, re-run on every load.
+    answers, re-run on every load; recipe: the steps that built every axis, with their fitted
+    parameters, which queries and --add repeat (styleaxis.embed.recipe).
     """
 
     format_version: int
@@ -92,6 +89,7 @@ class IndexManifest:
     embed: dict[str, Any]
     descriptors: dict[str, DescriptorInfo]
     axes: dict[str, AxisInfo]
+    recipe: AxisRecipe
     count: int
     skipped: dict[str, int]
     ids_file: str
@@ -107,7 +105,7 @@ class IndexManifest:
         """Write manifest.json atomically; written last, so its presence marks a complete build."""
         path = Path(out_dir) / MANIFEST_FILE
         with atomic_open(path) as f:
-            f.write(json.dumps(asdict(self), indent=2, sort_keys=True).encode())
+            f.write(json.dumps({**asdict(self), "recipe": self.recipe.to_json()}, indent=2, sort_keys=True).encode())
         return path
 
     @classmethod
@@ -136,6 +134,7 @@ class IndexManifest:
                 name: AxisInfo(**{**info, "descriptors": tuple(info["descriptors"])})
                 for name, info in raw["axes"].items()
             }
+            raw["recipe"] = AxisRecipe.from_json(raw["recipe"])
             return cls(**raw)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{path}: manifest fields do not match format {FORMAT_VERSION} ({exc})") from exc

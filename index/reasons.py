@@ -1,6 +1,6 @@
 """Why a result matched: cosine agreement of the parts of an axis vector (descriptors, style taps).
 
-An axis vector is the concatenation of its descriptors' unit-norm blocks (transform.combine_blocks),
+An axis vector is the concatenation of its descriptors' unit-norm blocks (styleaxis.embed.recipe.combine_blocks),
 so each descriptor is a column slice of it. Where a descriptor's transform works per dimension
 (whiten "none" or "std"), its columns keep their meaning and can be split further: ``style_in`` is
 [mean, std] of each AdaIN tap (relu1_1..relu4_1 with 64/128/256/512 channels), so the slice of one

@@ -1,90 +1,56 @@
 """Query a built index: nearest neighbours on one axis, "same X, different Y" across both, or a weighted mix.
 
-Every query takes a candidate pool, the primary axis's top max(min_pool, pool_per_k * k)
-videos (from the axis's FAISS index, or exactly for small catalogues and for allow-lists), scores
-it exactly on both axes from the stored matrices, and calibrates each axis's similarities within
-the pool (calibrate.py: z-scores, optionally hubness-corrected). Dual-axis modes then drop
-candidates whose secondary-axis score reaches the ceiling ("same content" for
-same-style-different-content) and rank the rest by the calibrated primary score; "weighted" ranks
-by sum_a w_a z_a over the pools of the positively weighted axes.
+Every query takes a candidate pool, the primary axis's top max(min_pool, pool_per_k * k) videos
+(from the axis's FAISS index, or exactly for small catalogues and for allow-lists), scores it exactly
+on both axes from the stored matrices, and calibrates each axis's similarities within the pool
+(calibrate.py: z-scores, optionally hubness-corrected). Dual-axis modes then drop candidates whose
+secondary-axis score reaches the ceiling ("same content" for same-style-different-content) and rank
+the rest by the calibrated primary score; "weighted" ranks by sum_a w_a z_a over the pools of the
+positively weighted axes.
 
-Calibrating within the pool conditions on "looks like the query on the primary axis": the
-content signal that same-style videos share through leakage is common to the pool and
-cancels. Calibrated on the whole catalogue instead, that leakage put genuine
-same-style/different-content videos at content z ~ +2.5, over the ceiling (synthetic
-3000-video catalogue, 50 styles: 4% of answers right, against 100% with the pool).
-Limitation: when the query's content (or style) fills more than ~30% of the pool it is no
-longer an outlier there (z = sqrt((1 - p) / p) for a fraction p), so min_pool must stay well
-above the number of near-copies a video can have.
+Calibrating within the pool conditions on "looks like the query on the primary axis", so the content
+signal that same-style videos share through leakage is common to the pool and cancels; ranking by the
+primary score rather than primary minus secondary keeps genuine same-style videos that share some
+content signal; the ceiling, not the ranking, enforces "different". Limitation: when the query's
+content (or style) fills more than ~30% of the pool it is no longer an outlier there
+(z = sqrt((1 - p) / p) for a fraction p), so min_pool must stay well above the number of near-copies a
+video can have.
 
-Ranking dual modes by the primary score, not primary minus secondary: the difference rewards
-being *unlike* the query on the secondary axis, but genuine same-style videos share some content
-signal through leakage (z raised, yet under the ceiling), so it demotes exactly them: on the
-test grid with heavy leakage it finds 63% of the pairs against 91%
-(tests/test_index.py::test_dual_axis_ranking_survives_strong_leakage). The ceiling, not the
-ranking, is what enforces "different".
-
-Measured on the labelled demo catalogue (8 photos x 8 cin26 styles, real embeddings with the
-whitened content descriptor and the former AdaIN + CIN style axis; bench/query.py --sections
-calibration), precision at R for
-same-style-different-content / same-content-different-style: plain single-axis cosine
-0.875 / 0.984; uncalibrated cos_primary - cos_other 0.882 / 0.335; z_primary - z_other
-0.717 / 0.828; this ranking with the ceiling at z 1.5: 0.893 / 0.964, at 2.0 (the default):
-0.895 / 0.984; with CSLS at 2.0: 0.906 / 0.989. So: calibrate before combining, combine by a ceiling rather than a difference, and
-CSLS is not worth its build-time k-NN pass by default. With the default relative axes (style_eff
-content-relative and expanded, content style-relative) the same catalogue gives 1.000 / 0.996 at
-ceiling 2.0 (bench/RESULTS.md).
-
-Duplicates (the query itself, byte-identical copies by content hash, and re-uploads: content cosine
->= duplicate_similarity and style cosine >= duplicate_style_similarity, both on the descriptors
-before the catalogue-relative steps) are never returned and are left out of the calibration
-reference. With the whitened content descriptor and the AdaIN + CIN style axis, re-encodes of a demo
-clip (CRF 35, 80x54, VP9) scored 0.88-0.99 style and 0.68-0.97 content (centred cosines) against
-their original, while the nearest distinct clips reached 0.85 style and 0.33 content; so content is
-the axis that separates them there. A content-relative
-style descriptor (the default style_eff) is compared here on its raw vectors centred on the
-catalogue mean, not on its residuals: a re-upload shifts its own content neighbours' median and its
-residual drifts (demo: residual cosines 0.12-0.40 to the original). Raw, re-encodes scored 0.57-0.59
-in two runs (x264 output varies) and distinct clips whose content cosine passed 0.3 at most 0.29;
-hence 0.45 on style. Content is compared before the content axis's style-relative step too (the
-`content_base` axis), which moves with the catalogue: re-encodes scored 0.71-0.84 there, while two
-renderings of one photo in similar cin26 styles (the calibration catalogue's styles 00 and 12, raw
-style 0.48-0.53) reached 0.55; hence 0.6 on content.
+Duplicates (the query itself, byte-identical copies by content hash, and re-uploads: close on the
+content axis before its style-relative step and on the raw style vectors) are never returned and are
+left out of the calibration reference. Vector and file queries run the index's axis recipe
+(styleaxis.embed.recipe) against the loaded catalogue. docs/search.md gives the measurements behind
+each of these choices and the thresholds.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
 
 import faiss
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..embed.relative import content_relative, expand_rows, style_relative_content
-from .calibrate import CALIBRATIONS, Calibration, calibrate
+from ..embed.recipe import TransformKind, combine_blocks, encode
+from .calibrate import calibrate
 from .factory import gpu_available, set_search_parameter, to_gpu
 from .integrity import CPU_TOLERANCE, GPU_TOLERANCE, IndexIntegrityError, check_canaries, recall_audit, verify_file
 from .manifest import IndexManifest, ids_digest
+from .queries import AXES, MODES, Mode, Result, SearchConfig, UnknownVideoError, check_weights
 from .reasons import axis_parts, describe, part_cosines
-from .transform import SearchTransform, combine_blocks, l2_normalize
+from .transform import SearchTransform, l2_normalize
 
 # FAISS flat search switches from its per-query SIMD loop to BLAS only for batches above
 # this many queries (128000 by default in faiss 1.15, i.e. never); BLAS is much faster for
 # batches: 100 queries, d=512, 100k vectors: 850 ms at the default vs 118 ms at 20.
 faiss.cvar.distance_compute_blas_threshold = 20
 
-Mode = Literal["style", "content", "same-style-different-content", "same-content-different-style", "weighted"]
-MODES: tuple[str, ...] = get_args(Mode)
-AXES = ("style", "content")
-# query key of the style axis without its content-relative step (for the duplicate filter), or None
-_PLAIN_STYLE = "plain_style"
-# transforms key of the centring fitted after the content axis's converse step
-_CONTENT_STEP = "content axis step"
+# query key of the style descriptors' raw vectors, centred, for the duplicate filter (None without a residual)
+_RAW_STYLE = "raw_style"
 # mode -> (axis ranked on, axis whose calibrated score is capped by a ceiling or None)
 _MODE_AXES: dict[str, tuple[str, str | None]] = {
     "style": ("style", None),
@@ -92,84 +58,6 @@ _MODE_AXES: dict[str, tuple[str, str | None]] = {
     "same-style-different-content": ("style", "content"),
     "same-content-different-style": ("content", "style"),
 }
-
-
-def _default_weights() -> dict[str, float]:
-    return {"style": 1.0, "content": 1.0}
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """Query-time knobs.
-
-    calibration: how each axis's pool similarities are made comparable ("z" or "csls", see
-    calibrate.py). content_ceiling_z / style_ceiling_z: a same-style-different-content candidate
-    is dropped when its calibrated content score is >= content_ceiling_z (it has the query's
-    content), and the converse (2.0: the best of 1.0-2.5 measured, module docstring).
-    duplicate_similarity / duplicate_style_similarity: a candidate at or above the first on the
-    content axis and the second on the style axis (both without their catalogue-relative steps) is a
-    copy of the query (re-upload) and never returned. weights: default per-axis weights of mode "weighted".
-    Candidates (and the calibration reference) are the primary axis's top max(min_pool,
-    pool_per_k * k) videos, found by an exact matrix product for catalogues of at most
-    exhaustive_max videos, else by the axis's FAISS index. gpu: move indexes to a GPU when faiss
-    has one. canaries: re-run the build's canary queries on load.
-    """
-
-    calibration: Calibration = "z"
-    content_ceiling_z: float = 2.0
-    style_ceiling_z: float = 2.0
-    duplicate_similarity: float = 0.6
-    duplicate_style_similarity: float = 0.45
-    weights: Mapping[str, float] = field(default_factory=_default_weights)
-    exhaustive_max: int = 50_000
-    min_pool: int = 200
-    pool_per_k: int = 20
-    gpu: bool = True
-    canaries: bool = True
-
-    def __post_init__(self) -> None:
-        if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"SearchConfig.calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
-        _check_weights(self.weights)
-        if self.min_pool < 1 or self.pool_per_k < 1:
-            raise ValueError(
-                f"SearchConfig.min_pool and pool_per_k must be >= 1, got {self.min_pool}, {self.pool_per_k}"
-            )
-
-
-@dataclass(frozen=True)
-class Result:
-    """One hit: cosine and calibrated score on both axes, the ranking score, and why.
-
-    style_score/content_score: cosine similarity (mean over the axis's descriptors);
-    style_z/content_z: the calibrated scores; score: what the ranking used; parts: cosine of
-    each descriptor and style tap; reason: a one-line summary of them.
-    """
-
-    video_id: str
-    rank: int
-    style_score: float
-    content_score: float
-    score: float
-    reason: str
-    style_z: float
-    content_z: float
-    parts: dict[str, float]
-
-
-class UnknownVideoError(KeyError):
-    """A queried video id is not in the index."""
-
-    def __init__(self, video_id: str, index_dir: Path) -> None:
-        super().__init__(video_id)
-        self.video_id = video_id
-        self.message = (
-            f"video id {video_id!r} is not in the index at {index_dir} "
-            "(failed embedding, or added after the build)"
-        )
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True)
@@ -199,7 +87,8 @@ class Searcher:
         axes: dict[str, _Axis],
         config: SearchConfig,
         gpu: bool = False,
-        relative: dict[str, np.ndarray] | None = None,
+        raw: dict[str, np.ndarray] | None = None,
+        axis_transforms: dict[str, SearchTransform] | None = None,
     ) -> None:
         self.index_dir = index_dir
         self.manifest = manifest
@@ -208,12 +97,12 @@ class Searcher:
         self._rows = {video_id: row for row, video_id in enumerate(video_ids)}
         self._hashes = np.array([h or "" for h in content_hashes], dtype=object)
         self._transforms = transforms
-        self._relative = relative or {}  # content-relative descriptor -> the catalogue's raw vectors
+        self._axis_transforms = axis_transforms or {}  # axis -> the centring fitted after its step
+        self._raw = raw or {}  # descriptor with a content-relative step -> the catalogue's raw vectors
         self._axes = axes
         self._ceilings = {"content": config.content_ceiling_z, "style": config.style_ceiling_z}
-        step = manifest.axes["content"].relative
         # the duplicate filter's content axis: the content axis before its style-relative step
-        self._plain_content = "content" if step is None else step["base_axis"]
+        self._base_content = manifest.recipe.base("content")
         self._index_lock: AbstractContextManager[object] = threading.Lock() if gpu else nullcontext()
 
     @classmethod
@@ -242,35 +131,20 @@ class Searcher:
                 f"or hash differs from {manifest.ids_sha256})"
             )
 
-        transforms = {}
+        transforms = {name: _load_transform(index_dir / info.transform_file, info.transform_checksum)
+                      for name, info in manifest.descriptors.items()}
+        raw = {}
         for name, info in manifest.descriptors.items():
-            transform = SearchTransform.load(index_dir / info.transform_file)
-            if transform.checksum() != info.transform_checksum:
-                raise IndexIntegrityError(
-                    f"{index_dir / info.transform_file}: transform checksum {transform.checksum()}, "
-                    f"manifest expects {info.transform_checksum}"
-                )
-            transforms[name] = transform
-        relative = {}
-        for name, info in manifest.descriptors.items():
-            if info.relative is not None:
-                raw_path = index_dir / info.relative["raw_file"]
-                relative[name] = np.load(raw_path, mmap_mode="r")
-                _check_shape(raw_path, relative[name].shape, (manifest.count, info.dim))
-
-        step = manifest.axes["content"].relative
-        if step is not None:  # the content axis's converse step: its fitted centring
-            transforms[_CONTENT_STEP] = SearchTransform.load(index_dir / step["transform_file"])
-            if transforms[_CONTENT_STEP].checksum() != step["transform_checksum"]:
-                raise IndexIntegrityError(f"{index_dir / step['transform_file']}: transform checksum differs from "
-                                          f"the manifest's {step['transform_checksum']}")
+            if info.raw_file is not None:
+                raw_path = index_dir / info.raw_file
+                raw[name] = np.load(raw_path, mmap_mode="r")
+                _check_shape(raw_path, raw[name].shape, (manifest.count, info.dim))
 
         gpu = config.gpu and gpu_available()
-        axes = {}
-        # with the content axis's converse step or the style expansion, also the axis before it
-        internal = [spec["base_axis"] for spec in (step, manifest.axes["style"].expansion) if spec is not None]
-        for axis in (*AXES, *internal):
-            info = manifest.axes[axis]
+        axes, axis_transforms = {}, {}
+        for axis, info in manifest.axes.items():  # the public axes and the base axes before their steps
+            if info.transform_file is not None:
+                axis_transforms[axis] = _load_transform(index_dir / info.transform_file, info.transform_checksum)
             index_path, matrix_path = index_dir / info.index_file, index_dir / info.matrix_file
             index = faiss.read_index(str(index_path))
             _check_shape(index_path, (index.ntotal, index.d), (manifest.count, info.dim))
@@ -292,7 +166,7 @@ class Searcher:
                 {a: x.matrix for a, x in axes.items()}, GPU_TOLERANCE if gpu else CPU_TOLERANCE,
             )
         return cls(index_dir, manifest, video_ids, table["content_hash"].to_pylist(), transforms, axes, config, gpu,
-                   relative)
+                   raw, axis_transforms)
 
     @property
     def model_identity(self) -> dict[str, str]:
@@ -358,12 +232,12 @@ class Searcher:
             raise TypeError("video_ids, exclude and allow take collections of ids, not a single str")
         if weights is not None and mode != "weighted":
             raise ValueError(f"weights apply to mode 'weighted' only, got mode {mode!r}")
-        axis_weights = _check_weights(weights if weights is not None else self.config.weights)
+        axis_weights = check_weights(weights if weights is not None else self.config.weights)
         if vectors is None:
             self_rows: list[int | None] = [self._row(video_id) for video_id in video_ids]
             queries = {axis: np.asarray(self._axes[axis].matrix[self_rows]) for axis in AXES}
-            queries[_PLAIN_STYLE] = self._plain_style(np.asarray(self_rows))
-            queries[self._plain_content] = np.asarray(self._axes[self._plain_content].matrix[self_rows])
+            queries[_RAW_STYLE] = self._raw_style(np.asarray(self_rows))
+            queries[self._base_content] = np.asarray(self._axes[self._base_content].matrix[self_rows])
         else:
             queries = self._encode(vectors, model_identity)
             self_rows = [None] * len(queries["style"])
@@ -414,7 +288,7 @@ class Searcher:
                 f"vectors must have exactly the descriptors {sorted(expected)}; "
                 f"unknown {unknown}, missing {missing}"
             )
-        blocks, counts = {}, set()
+        raw, counts = {}, set()
         for name, info in expected.items():
             indexed_sha = self.manifest.models[info.model]
             if model_identity.get(info.model) != indexed_sha:
@@ -428,85 +302,39 @@ class Searcher:
                 raise ValueError(f"descriptor {name!r}: expected dim {info.dim}, got array of shape {arr.shape}")
             if not np.isfinite(rows).all():
                 raise ValueError(f"descriptor {name!r}: query vectors contain NaN or inf")
-            blocks[name] = rows if name in self._relative else self._transforms[name].apply(rows)
+            raw[name] = rows
             counts.add(len(rows))
         if len(counts) != 1:
             raise ValueError(f"descriptors have different numbers of query vectors: {sorted(counts)}")
-        queries: dict[str, np.ndarray] = {_PLAIN_STYLE: self._plain_style_of(blocks)}
-        content = combine_blocks([blocks[name] for name in self.manifest.axes["content"].descriptors])
-        step = self.manifest.axes["content"].relative
-        if step is not None:
-            queries[step["base_axis"]] = content
-        else:
-            queries["content"] = content
-        found: dict[tuple[str, int], list[np.ndarray]] = {}
+        style = self.manifest.recipe.descriptors("style")
+        queries: dict[str, np.ndarray] = {_RAW_STYLE: self._raw_style_of({
+            name: raw[name] if name in self._raw else self._transforms[name].apply(raw[name]) for name in style})}
+        axes, _ = encode(self.manifest.recipe, raw, _QueryCatalogue(self))
+        return {**queries, **axes}
 
-        def nearest(axis: str, k: int) -> list[np.ndarray]:
-            # each query's k nearest rows on a content axis: the residual and the expansion share them
-            if (axis, k) not in found:
-                found[axis, k] = self._pools(queries[axis], axis, k, None)
-            return found[axis, k]
-        for name in set(self._relative).intersection(self.manifest.axes["style"].descriptors):
-            blocks[name] = self._relative_query(name, blocks[name], nearest)
-        queries["style"] = combine_blocks([blocks[name] for name in self.manifest.axes["style"].descriptors])
-        expansion = self.manifest.axes["style"].expansion
-        if expansion is not None:
-            queries["style"] = self._expand_query(queries["style"], nearest, expansion)
-        if step is not None:  # the converse step: minus the median base content of the style neighbours
-            neighbours = self._pools(queries["style"], step["axis"], int(step["k"]), None)
-            base = self._axes[step["base_axis"]].matrix
-            stepped = np.concatenate([
-                style_relative_content(row[None], base, nb[None], float(step["alpha"]))
-                for row, nb in zip(content, neighbours)])
-            queries["content"] = self._transforms[_CONTENT_STEP].apply(stepped)
-        return queries
-
-    def _plain_style_of(self, blocks: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The style axis without its content-relative step, from per-descriptor query blocks (raw rows
-        for content-relative descriptors, transformed rows for the others); one None per query when the
-        style axis has no such step (the duplicate filter then uses the style axis itself)."""
-        names = self.manifest.axes["style"].descriptors
-        if not any(name in self._relative for name in names):
+    def _raw_style_of(self, blocks: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The style axis on raw vectors for descriptors with a content-relative step (centred on the
+        catalogue's raw mean), from per-descriptor query blocks (raw rows for those descriptors,
+        transformed rows for the others); one None per query when the style axis has no such step
+        (the duplicate filter then uses the style axis itself)."""
+        names = self.manifest.recipe.descriptors("style")
+        if not any(name in self._raw for name in names):
             return np.full(len(next(iter(blocks.values()))), None)
-        return combine_blocks([self._centred_raw(name, blocks[name]) if name in self._relative else blocks[name]
+        return combine_blocks([self._centred_raw(name, blocks[name]) if name in self._raw else blocks[name]
                                for name in names])
 
-    def _plain_style(self, rows: np.ndarray) -> np.ndarray:
-        """``_plain_style_of`` for indexed rows: their stored raw vectors, or their slice of the style axis."""
-        style = self._axes["style"]
-        return self._plain_style_of({
-            name: np.asarray(self._relative[name][rows]) if name in self._relative
+    def _raw_style(self, rows: np.ndarray) -> np.ndarray:
+        """``_raw_style_of`` for indexed rows: their stored raw vectors, or their slice of the style axis."""
+        style = self._axes[self.manifest.recipe.base("style")]
+        return self._raw_style_of({
+            name: np.asarray(self._raw[name][rows]) if name in self._raw
             else l2_normalize(np.asarray(style.matrix[rows][:, style.parts[name]]))
-            for name in self.manifest.axes["style"].descriptors})
+            for name in self.manifest.recipe.descriptors("style")})
 
     def _centred_raw(self, name: str, raw: np.ndarray) -> np.ndarray:
-        spec = self.manifest.descriptors[name].relative
-        assert spec is not None
-        return l2_normalize(np.asarray(raw, dtype=np.float32) - np.asarray(spec["mean"], dtype=np.float32))
-
-    def _relative_query(self, name: str, rows: np.ndarray,
-                        nearest: Callable[[str, int], list[np.ndarray]]) -> np.ndarray:
-        """Raw query rows of a content-relative descriptor -> search rows, against each query's nearest
-        videos on the content axis, as the build made the catalogue's rows (styleaxis.embed.relative)."""
-        spec = self.manifest.descriptors[name].relative
-        assert spec is not None
-        neighbours = nearest(spec["axis"], int(spec["k"]))
-        floor = np.asarray(spec["floor"], dtype=np.float32)
-        residuals = [content_relative(row[None], self._relative[name], nb[None], floor=floor)[0]
-                     for row, nb in zip(rows, neighbours)]
-        return self._transforms[name].apply(np.concatenate(residuals))
-
-    def _expand_query(self, rows: np.ndarray, nearest: Callable[[str, int], list[np.ndarray]],
-                      expansion: Mapping[str, Any]) -> np.ndarray:
-        """Unexpanded style query rows -> style axis rows: each plus its nearest unexpanded rows outside
-        its content neighbours, as the build expanded the catalogue's rows (styleaxis.embed.relative)."""
-        base, exclude = expansion["base_axis"], expansion["exclude_axis"]
-        k, m = int(expansion["k"]), int(expansion["m"])
-        excluded = nearest(exclude, k)
-        candidates = self._pools(rows, base, k + m, None)
-        matrix = self._axes[base].matrix
-        return np.concatenate([expand_rows(row[None], matrix, found[None], skip[None], m)
-                               for row, found, skip in zip(rows, candidates, excluded)])
+        spec = self.manifest.recipe.residual(name)
+        assert spec is not None and spec.mean is not None
+        return l2_normalize(np.asarray(raw, dtype=np.float32) - np.asarray(spec.mean, dtype=np.float32))
 
     def _pools(self, queries: np.ndarray, axis: str, size: int, allowed: np.ndarray | None) -> list[np.ndarray]:
         """Per query, the rows of its top `size` videos on `axis` (among `allowed` rows if given)."""
@@ -535,11 +363,11 @@ class Searcher:
     ) -> list[Result]:
         """Drop self/duplicates/excluded (and, for dual modes, capped items), rank by the calibrated score."""
         sims = {axis: np.asarray(self._axes[axis].matrix[rows]) @ query[axis] for axis in AXES}
-        plain_style = sims["style"] if query[_PLAIN_STYLE] is None else self._plain_style(rows) @ query[_PLAIN_STYLE]
-        plain_content = (sims["content"] if self._plain_content == "content"
-                         else np.asarray(self._axes[self._plain_content].matrix[rows]) @ query[self._plain_content])
-        own = ((plain_style >= self.config.duplicate_style_similarity)
-               & (plain_content >= self.config.duplicate_similarity))
+        raw_style = sims["style"] if query[_RAW_STYLE] is None else self._raw_style(rows) @ query[_RAW_STYLE]
+        base_content = (sims["content"] if self._base_content == "content"
+                        else np.asarray(self._axes[self._base_content].matrix[rows]) @ query[self._base_content])
+        own = ((raw_style >= self.config.duplicate_style_similarity)
+               & (base_content >= self.config.duplicate_similarity))
         if self_row is not None:
             own |= rows == self_row
             if self._hashes[self_row]:
@@ -581,14 +409,42 @@ class Searcher:
         return results
 
 
-def _check_weights(weights: Mapping[str, Any]) -> dict[str, float]:
-    """Validate axis weights: both axes, finite numbers, at least one positive (it supplies the pool)."""
-    if set(weights) != set(AXES):
-        raise ValueError(f"weights need exactly the axes {list(AXES)}, got {sorted(weights)}")
-    values = {axis: float(weights[axis]) for axis in AXES}
-    if not all(np.isfinite(v) for v in values.values()) or max(values.values()) <= 0:
-        raise ValueError(f"weights must be finite with at least one > 0, got {values}")
-    return values
+class _QueryCatalogue:
+    """The recipe's catalogue for query vectors (styleaxis.embed.recipe.Catalogue): the loaded index,
+    searched with the queries as the recipe builds them (each (axis, k) once); queries are never added."""
+
+    def __init__(self, searcher: Searcher) -> None:
+        self._searcher = searcher
+        self._rows: dict[str, np.ndarray] = {}
+        self._found: dict[tuple[str, int], np.ndarray] = {}
+
+    def nearest(self, axis: str, k: int) -> np.ndarray:
+        if (axis, k) not in self._found:
+            pools = self._searcher._pools(self._rows[axis], axis, k, None)
+            # an IVF probe may find fewer than k: repeat the nearest found (it weighs the median little)
+            self._found[axis, k] = np.stack([np.pad(p, (0, k - len(p)), mode="edge")[:k] for p in pools])
+        return self._found[axis, k]
+
+    def matrix(self, axis: str) -> np.ndarray:
+        return self._searcher._axes[axis].matrix
+
+    def reference(self, descriptor: str, raw: np.ndarray) -> np.ndarray:
+        return self._searcher._raw[descriptor]
+
+    def transform(self, kind: TransformKind, name: str, rows: np.ndarray) -> np.ndarray:
+        transforms = self._searcher._transforms if kind == "descriptor" else self._searcher._axis_transforms
+        return transforms[name].apply(rows)
+
+    def put(self, axis: str, rows: np.ndarray) -> None:
+        self._rows[axis] = rows
+
+
+def _load_transform(path: Path, checksum: str | None) -> SearchTransform:
+    """A saved transform, checked against the checksum the manifest holds for it."""
+    transform = SearchTransform.load(path)
+    if transform.checksum() != checksum:
+        raise IndexIntegrityError(f"{path}: transform checksum {transform.checksum()}, manifest expects {checksum}")
+    return transform
 
 
 def _check_shape(path: Path, got: tuple[int, ...], expected: tuple[int, int]) -> None:

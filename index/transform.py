@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -154,12 +154,3 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation; all-zero rows (a video equal to the mean) stay zero."""
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(norms, _NORM_FLOOR)).astype(np.float32, copy=False)
-
-
-def combine_blocks(blocks: Sequence[np.ndarray]) -> np.ndarray:
-    """Concatenate unit-norm descriptor blocks into one axis vector, each weighted 1/sqrt(n).
-
-    The inner product of two axis vectors is then the mean cosine over the descriptors,
-    and axis vectors stay unit-norm, so one inner-product index serves the whole axis.
-    """
-    return (np.concatenate(blocks, axis=-1) / np.sqrt(len(blocks))).astype(np.float32, copy=False)

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from styleaxis.embed.embedder import EmbedConfig, Embedder, video_vector
-from styleaxis.embed.relative import RelativeConfig
+from styleaxis.embed.recipe import RelativeConfig
 from styleaxis.embed.schema import read_metadata
 from styleaxis.index.build import IndexConfig, build_indexes
 from styleaxis.index.search import Result, Searcher

@@ -66,8 +66,8 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
     An existing index is never replaced silently: pass --add to index the run's new videos or
     --rebuild to start over. Either way the old index stays readable until the new one is complete.
     """
-    from styleaxis.embed.relative import RelativeConfig
-    from styleaxis.index.build import INTERNAL_AXES, IndexConfig, add_videos, build_indexes
+    from styleaxis.embed.recipe import BASE_AXES, RelativeConfig
+    from styleaxis.index.build import IndexConfig, add_videos, build_indexes
     from styleaxis.index.manifest import MANIFEST_FILE
 
     if add and rebuild:
@@ -94,7 +94,7 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
         manifest = build_indexes(run_dir, out, config)
         click.echo(f"index written to {out} in {manifest.build_seconds:.2f} s")
     for axis, info in manifest.axes.items():
-        if axis in INTERNAL_AXES:  # an axis before one of its steps, for queries and --add
+        if axis in BASE_AXES:  # an axis before one of its steps, for queries and --add
             continue
         tuned = f", {info.search_param}={info.search_value}" if info.search_param else ""
         click.echo(f"{axis}: {manifest.count} videos, dim {info.dim}, {info.factory}{tuned} "
@@ -102,18 +102,8 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
         if info.factory != "Flat" and manifest.count > 2 * info.trained_count:
             click.echo(f"  {axis}: trained on {info.trained_count} videos, now {manifest.count}: "
                        "consider --rebuild for best recall")
-    for name, descriptor in manifest.descriptors.items():
-        if descriptor.relative:
-            click.echo(f"{name}: content-relative, against each video's {descriptor.relative['k']} nearest videos "
-                       "on the content axis")
-    expansion = manifest.axes["style"].expansion if "style" in manifest.axes else None
-    if expansion:
-        click.echo(f"style axis: each video plus its {expansion['m']} nearest videos on the style axis outside its "
-                   f"{expansion['k']} content neighbours")
-    step = manifest.axes["content"].relative if "content" in manifest.axes else None
-    if step:
-        click.echo(f"content axis: style-relative, minus {step['alpha']:g} x the median content of each video's "
-                   f"{step['k']} nearest videos on the style axis")
+    for line in manifest.recipe.describe():
+        click.echo(line)
 
 
 @index.command("audit")

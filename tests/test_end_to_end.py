@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from styleaxis.cli import main
 from styleaxis.demo import clip_labels
-from styleaxis.embed.relative import RelativeConfig
+from styleaxis.embed.recipe import RelativeConfig
 from styleaxis.index.build import IndexConfig, build_indexes
 from styleaxis.index.search import Searcher
 
@@ -29,12 +29,12 @@ def test_indexes_hold_the_ok_clips_only(index_dir: Path, tiny_clips: list[Path])
     searcher = Searcher.load(index_dir)
     assert sorted(searcher.video_ids) == sorted(p.stem for p in tiny_clips)
     # content_base / style_base: the content axis before its style-relative step, the style axis before
-    # its expansion (index/build.py)
+    # its expansion (embed/recipe.py)
     assert set(searcher.manifest.axes) == {"style", "content", "content_base", "style_base"}
-    assert searcher.manifest.axes["style"].expansion["m"] == TINY_RELATIVE.expand
-    assert searcher.manifest.axes["content"].relative["alpha"] == 0.5
+    recipe = searcher.manifest.recipe
+    assert recipe.step("style").m == TINY_RELATIVE.expand and recipe.step("content").alpha == 0.5
     assert searcher.manifest.axes["style"].descriptors == ("style_eff",)
-    assert searcher.manifest.descriptors["style_eff"].relative["k"] == TINY_RELATIVE.k
+    assert recipe.residual("style_eff").k == TINY_RELATIVE.k
 
 
 @pytest.mark.parametrize("mode,same,differs", [

@@ -153,7 +153,7 @@ def test_ssim_command(run_dir):
 
 @pytest.mark.slow  # the shared embedded_run fixture runs the Beam pipeline (~30 s) when no other test has
 def test_report_with_index_neighbours(embedded_run, tmp_path):
-    from styleaxis.embed.relative import RelativeConfig
+    from styleaxis.embed.recipe import RelativeConfig
     from styleaxis.index.build import IndexConfig, build_indexes
 
     # the tiny catalogue shows each content in 2 renderings: the content-relative step compares with those

@@ -1,4 +1,4 @@
-"""The content-relative style axis (styleaxis.embed.relative) in evaluation and in a real built index.
+"""The content-relative style axis (styleaxis.embed.recipe) in evaluation and in a real built index.
 
 The synthetic catalogue models what defeats raw style statistics: every photo has its own strong
 statistics (p_c), a style adds a weaker shift (q_s), and "identity" adds nothing. Raw, items group by
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from test_index import MODELS, write_run
 
-from styleaxis.embed.relative import RelativeConfig, content_relative, expand_rows, nearest_rows
+from styleaxis.embed.recipe import Expand, RelativeConfig, StyleRelative
+from styleaxis.embed.relative import content_relative, expand_rows, nearest_rows
 from styleaxis.eval.retrieval import evaluate
 from styleaxis.index.build import IndexConfig, add_videos, build_indexes
 from styleaxis.index.search import SearchConfig, Searcher
@@ -112,15 +113,14 @@ def test_built_index_serves_the_relative_axis_for_ids_vectors_and_added_videos(t
     late = {"c3_warm", "c6_identity"}  # indexed later, with --add
     manifest = build_indexes(write_run(tmp_path / "run1", [r for r in rows if r["video_id"] not in late]),
                              tmp_path / "index", config)
-    info = manifest.descriptors["style_eff"]
+    residual = manifest.recipe.residual("style_eff")
     assert manifest.axes["style"].descriptors == ("style_eff",)
-    assert info.relative["k"] == len(STYLES) and info.relative["raw_file"] in manifest.files
-    assert len(info.relative["floor"]) == 48
+    assert residual.k == len(STYLES) and manifest.descriptors["style_eff"].raw_file in manifest.files
+    assert len(residual.floor) == 48 and len(residual.mean) == 48
     searcher = Searcher.load(tmp_path / "index")
     # the converse step: the content axis sheds the style leak the grid put into it (0.3 x the style's
     # shift in its first dimension); the axis before the step is kept as content_base
-    step = manifest.axes["content"].relative
-    assert (step["axis"], step["base_axis"], step["alpha"]) == ("style", "content_base", 0.5)
+    assert manifest.recipe.step("content") == StyleRelative("content", "content_base", "style", len(STYLES), 0.5)
     rows_of = {v: i for i, v in enumerate(searcher.video_ids)}
     pairs = [(rows_of[a], rows_of[b]) for a in rows_of for b in rows_of
              if a < b and labels[a][1] == labels[b][1] and labels[a][0] != labels[b][0]]
@@ -131,8 +131,7 @@ def test_built_index_serves_the_relative_axis_for_ids_vectors_and_added_videos(t
     assert mean_cosine("content") < mean_cosine("content_base") - 0.01
     # the style expansion: each row plus its 2 nearest outside its 12 content neighbours (style_base:
     # the rows before it); rows of one style move closer together across photos
-    expansion = manifest.axes["style"].expansion
-    assert expansion == {"base_axis": "style_base", "exclude_axis": "content_base", "k": len(STYLES), "m": 2}
+    assert manifest.recipe.step("style") == Expand("style", "style_base", "content_base", len(STYLES), 2)
     assert mean_cosine("style") > mean_cosine("style_base") + 0.01
     for query in ("c0_identity", "c2_cold", "c5_fade"):
         answers = searcher.search(query, mode="same-style-different-content", k=N_CONTENT - 2)
@@ -150,7 +149,8 @@ def test_built_index_serves_the_relative_axis_for_ids_vectors_and_added_videos(t
     assert [r.content_score for r in by_vector] == pytest.approx([r.content_score for r in by_id], abs=1e-5)
 
     grown = add_videos(write_run(tmp_path / "run2", rows), tmp_path / "index", config)
-    assert grown.count == len(rows) and grown.descriptors["style_eff"].relative["raw_file"].endswith(".g2.npy")
+    assert grown.count == len(rows) and grown.descriptors["style_eff"].raw_file.endswith(".g2.npy")
+    assert grown.recipe == manifest.recipe  # --add repeats the fitted steps, it does not refit them
     searcher = Searcher.load(tmp_path / "index")
     for query in late:
         answers = searcher.search(query, mode="same-style-different-content", k=N_CONTENT - 2)
@@ -197,7 +197,8 @@ def test_style_axis_mixing_relative_and_plain_descriptors(tmp_path) -> None:
     build_indexes(write_run(tmp_path / "run", rows), tmp_path / "index", IndexConfig(axes=axes))
     searcher = Searcher.load(tmp_path / "index")
     assert set(searcher.manifest.descriptors) == {"style_eff", "style_cin", "content"}
-    assert searcher.manifest.descriptors["style_cin"].relative is None
+    assert searcher.manifest.recipe.residual("style_cin") is None
+    assert searcher.manifest.descriptors["style_cin"].raw_file is None
     vectors = next(r["vectors"] for r in rows if r["video_id"] == "c4_grain")
     by_vector = searcher.search(vectors=vectors, mode="same-style-different-content", k=6, model_identity=MODELS)
     by_id = searcher.search("c4_grain", mode="same-style-different-content", k=6)
