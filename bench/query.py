@@ -13,7 +13,7 @@ ann: for each catalogue size (default 10k, 100k, 1M) and factory, build both axe
     at 0.5x the centre spread, in 256 dimensions (a stand-in for descriptors after PCA to 256; the
     real axes are 2020-d style and 896-d content, up to 8x the memory). Style and content are drawn
     independently. Independent Gaussian vectors are deliberately not used: they have no true near
-    neighbours (DESIGN.md, Benchmarks).
+    neighbours, so every index would look equally good on them.
 calibration: the labelled demo catalogue (photos x cin26 styles, real clips embedded by the Beam
     pipeline), scored for same-style-different-content and same-content-different-style: precision at
     R (R = number of right answers per query) and mean average precision over the returned list, for

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "calc_mean_std", "instance_norm", "l2_normalize", "grid_pool",
+    "calc_mean_std", "instance_norm", "l2_normalize",
     "gram", "adain", "masked_mean_std", "masked_adain", "rgb_to_yiq", "yiq_to_rgb", "luminance_transfer",
     "match_color",
 ]
@@ -44,14 +44,6 @@ def instance_norm(feat: torch.Tensor, eps: float = ADAIN_EPS) -> torch.Tensor:
 def l2_normalize(x: torch.Tensor, dim: int = -1, eps: float = 1e-12) -> torch.Tensor:
     """x / max(||x||_2, eps) along ``dim``."""
     return F.normalize(x, p=2.0, dim=dim, eps=eps)
-
-
-def grid_pool(feat: torch.Tensor, grid: int) -> torch.Tensor:
-    """Average-pool a feature map into a ``grid`` x ``grid`` layout and flatten it to (N, C*grid*grid).
-
-    Keeping a coarse layout makes the vector carry *where* things are, which styles do not change.
-    """
-    return F.adaptive_avg_pool2d(feat, grid).flatten(1)
 
 
 def gram(feat: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The Parquet record schema every part of styleaxis reads (DESIGN.md, "Data contracts").
+"""The Parquet record schema every part of styleaxis reads: the contract between the embedding job and its readers.
 
 ``keyframes/``: one row per embedded keyframe. ``videos/``: one row per input, whatever happened
 to it (status ``ok``, ``partial`` or ``failed`` with an error), carrying the video-level vectors

@@ -1,6 +1,6 @@
 """Deception rate: the share of stylised images that a style classifier assigns to the target style.
 
-Sanakoyeu et al. (2018), cited by the analysts' reference report (seed 003), measure it with a VGG16
+Sanakoyeu et al. (2018, "A Style-Aware Content Loss for Real-time HD Style Transfer") measure it with a VGG16
 trained to recognise 624 WikiArt artists. styleaxis has no such classifier, so this is an optional
 metric that needs a labelled set from the caller (e.g. the labelled catalogue): a nearest-centroid
 classifier on the ``style_in`` descriptor (AdaIN statistics of VGG16 relu1_1..relu4_1, from

@@ -1,6 +1,6 @@
 """The EC metrics of Yeh et al. (2018): effectiveness E and coherence C of a stylised image.
 
-What is implemented, exactly (the analysts' reference report, seed 003 section 5.3.1, after Yeh et al.):
+What is implemented, exactly (after Yeh et al. 2018, "Quantitative Evaluation of Style Transfer", arXiv:1804.03189):
 
 **Effectiveness E** (stylised image x against style image y). Both images go through the encoder
 (default VGG19; see below) and the activations at ``taps`` are taken: ``relu1_1 .. relu5_1``, the
