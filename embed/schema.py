@@ -70,9 +70,18 @@ def videos_schema(metadata: dict[str, Any]) -> pa.Schema:
     return _with_metadata(_VIDEO_FIELDS + _vector_fields(metadata, fixed=False), metadata)
 
 
-def read_metadata(schema: pa.Schema) -> dict[str, Any]:
-    """The styleaxis metadata of a Parquet file's schema; a clear error when it is absent."""
+def read_metadata(schema: pa.Schema, source: object = "Parquet file") -> dict[str, Any]:
+    """The styleaxis metadata of a Parquet file's schema, with its ``models`` and ``descriptors``
+    objects; a ValueError naming ``source`` (the file) when it is absent or malformed."""
+    key = METADATA_KEY.decode()
     raw = (schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
-        raise ValueError("Parquet file has no 'styleaxis' metadata: it was not written by styleaxis embed")
-    return json.loads(raw)
+        raise ValueError(f"{source}: Parquet schema metadata has no {key!r} key: not written by styleaxis embed")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source}: {key!r} metadata is not valid JSON ({exc})") from exc
+    for field in ("models", "descriptors"):
+        if not isinstance(meta.get(field), dict):
+            raise ValueError(f"{source}: {key!r} metadata needs a {field!r} object")
+    return meta

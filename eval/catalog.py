@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,9 +35,10 @@ from tqdm import tqdm
 
 from styleaxis.embed.embedder import EmbedConfig, Embedder, video_vector
 from styleaxis.embed.images import resize_short_side
+from styleaxis.media.video import DEFAULT_MAX_SIDE, KeyframePolicy, read_frames
 from styleaxis.stylize.stylize import StylizeConfig, make_stylizer
 
-from .io import atomic_write, load_image, read_path_table, to_hwc_uint8
+from .io import atomic_write, read_path_table, to_hwc_uint8
 
 __all__ = [
     "PHOTOS", "FILTERS", "SPLITS", "CATALOG_COLUMNS", "VIDEO_SUFFIXES", "CatalogConfig", "photo", "apply_style",
@@ -413,50 +414,21 @@ def read_catalog(csv_path: str | os.PathLike[str]) -> pd.DataFrame:
     })
 
 
-def _video_keyframes(path: str, max_keyframes: int, short_side: int) -> list[np.ndarray]:
-    """Up to ``max_keyframes`` evenly spaced key frames of a video, decoded with PyAV, each resized to
-    ``short_side`` to bound memory. Only key packets are fed to the decoder, then it is flushed (the
-    decoder holds frames back): this works for H.264 and VP9 alike, where skip_frame does not."""
-    import av
-
-    frames: list[np.ndarray] = []
-
-    def keep(decoded: Sequence[av.VideoFrame]) -> None:
-        for frame in decoded:
-            img = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255.0
-            frames.append(to_hwc_uint8(resize_short_side(img, short_side)))
-
-    with av.open(path) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        for packet in container.demux(stream):
-            if packet.size and packet.is_keyframe:
-                keep(stream.decode(packet))
-        keep(stream.decode(None))
-    if not frames:
-        raise ValueError(f"{path}: no key frame could be decoded")
-    picks = np.unique(np.linspace(0, len(frames) - 1, min(max_keyframes, len(frames))).round().astype(int))
-    return [frames[i] for i in picks]
-
-
 def embed_catalog(catalog: pd.DataFrame, config: EmbedConfig = EmbedConfig(), max_keyframes: int = 8,
                   progress: bool = True) -> dict[str, np.ndarray]:
     """Embed every row of :func:`read_catalog`'s table -> {descriptor: (N, dim) float32}, rows in order.
 
-    An image row is one frame; a video row is the ``video_vector`` (mean of L2-normalised vectors) of
-    up to ``max_keyframes`` key frames.
+    Each file is read as the nightly job reads it (styleaxis.media.video: the same key-frame policy with
+    up to ``max_keyframes`` frames, the same decode size; an image is one frame) and gets the same video
+    vector (``video_vector``: mean of L2-normalised frame vectors), so the scores measure the vectors an
+    index holds.
     """
+    policy = KeyframePolicy(max_keyframes=max_keyframes)
     embedder = Embedder(config)
     out: dict[str, list[np.ndarray]] = {d.name: [] for d in embedder.descriptors}
     for path, kind in tqdm(list(zip(catalog["path"], catalog["kind"])), disable=not progress, desc="embed",
                            unit="item"):
-        if kind == "video":
-            vectors = embedder.embed(_video_keyframes(path, max_keyframes, config.short_side))
-            for name, matrix in vectors.items():
-                out[name].append(video_vector(matrix))
-        else:
-            vectors = embedder.embed([to_hwc_uint8(load_image(path))])
-            for name, matrix in vectors.items():
-                out[name].append(matrix[0])
+        vectors = embedder.embed(read_frames(path, policy, DEFAULT_MAX_SIDE))
+        for name, matrix in vectors.items():
+            out[name].append(video_vector(matrix))
     return {name: np.stack(rows).astype(np.float32) for name, rows in out.items()}

@@ -2,9 +2,9 @@
 
 The index records the embedding settings of the run it was built from (descriptors, their VGG,
 short side, centre crop); `embed_config_for` turns them back into an EmbedConfig so a file that
-is also in the catalogue embeds to (nearly) its indexed vectors. Decoding is a parameter: this
-package reads still images with PIL (`read_image`); video decoding lives in styleaxis.pipelines,
-which the caller passes in as a `FrameReader` (styleaxis.cli_index does for `styleaxis serve`).
+is also in the catalogue embeds to (nearly) its indexed vectors. Frames are read by the nightly
+job's decoder (styleaxis.media.video.read_frames: the same key frames); the reader is a parameter
+so a service can run it elsewhere.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from styleaxis.embed.descriptors import VGG_DESCRIPTORS
 from styleaxis.embed.embedder import EmbedConfig, Embedder, video_vector
+from styleaxis.media.video import read_frames
 
 from .manifest import IndexManifest
 from .search import Result, Searcher
@@ -43,15 +43,6 @@ def embed_config_for(manifest: IndexManifest) -> EmbedConfig:
     )
 
 
-def read_image(path: Path) -> list[np.ndarray]:
-    """One RGB frame from a still image; ValueError naming the file when PIL cannot read it."""
-    try:
-        with Image.open(path) as image:
-            return [np.array(image.convert("RGB"))]
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"{path}: not a readable image ({exc})") from exc
-
-
 class FileQuery:
     """Search a Searcher with files: frames from `reader`, vectors from an Embedder built for the index.
 
@@ -59,7 +50,7 @@ class FileQuery:
     used under a lock, so one FileQuery can serve concurrent requests.
     """
 
-    def __init__(self, searcher: Searcher, reader: FrameReader = read_image, embedder: Embedder | None = None) -> None:
+    def __init__(self, searcher: Searcher, reader: FrameReader = read_frames, embedder: Embedder | None = None) -> None:
         self.searcher = searcher
         self.reader = reader
         self._embedder = embedder

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..embed.schema import read_metadata
 from ._io import sha256_file
 
-METADATA_KEY = b"styleaxis"
 INDEXABLE_STATUSES = ("ok", "partial")
 KNOWN_STATUSES = (*INDEXABLE_STATUSES, "failed")
 
@@ -56,7 +56,7 @@ def read_run(run_dir: Path, descriptors: Sequence[str], skip_ids: Collection[str
     if not files:
         raise FileNotFoundError(f"no Parquet files in {videos_dir}")
     schemas = {path: pq.read_schema(path) for path in files}
-    metas = {path: _styleaxis_metadata(path, schema) for path, schema in schemas.items()}
+    metas = {path: read_metadata(schema, path) for path, schema in schemas.items()}
     first = metas[files[0]]
     _check_identity_agrees(metas)
     for name in descriptors:
@@ -108,20 +108,6 @@ def read_run(run_dir: Path, descriptors: Sequence[str], skip_ids: Collection[str
         sources={path.name: sha256_file(path) for path in files},
         embed={key: first[key] for key in ("short_side", "center_crop") if key in first},
     )
-
-
-def _styleaxis_metadata(path: Path, schema: pa.Schema) -> dict[str, Any]:
-    raw = (schema.metadata or {}).get(METADATA_KEY)
-    if raw is None:
-        raise ValueError(f"{path}: Parquet schema metadata has no {METADATA_KEY.decode()!r} key")
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: {METADATA_KEY.decode()!r} metadata is not valid JSON ({exc})") from exc
-    for key in ("models", "descriptors"):
-        if not isinstance(meta.get(key), dict):
-            raise ValueError(f"{path}: {METADATA_KEY.decode()!r} metadata needs a {key!r} object")
-    return meta
 
 
 def _check_identity_agrees(metas: dict[Path, dict[str, Any]]) -> None:

@@ -31,8 +31,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from threadpoolctl import threadpool_limits
 
 from styleaxis.embed.embedder import Embedder
+from styleaxis.media.video import read_frames
 
-from .files import FileQuery, FrameReader, read_image
+from .files import FileQuery, FrameReader
 from .search import Mode, Result, SearchConfig, Searcher, UnknownVideoError
 
 MAX_K = 1000
@@ -147,13 +148,13 @@ def create_app(
     *,
     search_config: SearchConfig | None = None,
     service_config: ServiceConfig | None = None,
-    frame_reader: FrameReader = read_image,
+    frame_reader: FrameReader = read_frames,
     embedder: Embedder | None = None,
 ) -> FastAPI:
     """The FastAPI app serving `index_dir`.
 
-    frame_reader decodes uploaded files (default: still images only; `styleaxis serve` passes the
-    pipeline's video reader); embedder overrides the one built from the index's settings.
+    frame_reader decodes uploaded files (default: the nightly job's decoder, images and videos);
+    embedder overrides the one built from the index's settings.
     """
     index_dir = Path(index_dir)
     service = service_config or ServiceConfig()

@@ -43,8 +43,9 @@ from .dataset import committed_identity, completed_videos
 from .isolation import CallCrashed, CallTimedOut, IsolatedCall
 from .records import FrameChecks, frame_flag, video_rows
 from .store import commit, recover, run_lock, write_run_log, write_shard
-from .video_io import (BACKENDS, DEFAULT_PREFER, DecodeError, DecodeResult, Keyframe, KeyframePolicy, content_hash,
-                       local_copy, read_keyframes)
+from ..media.video import (BACKENDS, DEFAULT_MAX_SIDE, DEFAULT_PREFER, DecodeError, DecodeResult, Keyframe,
+                           KeyframePolicy, read_keyframes)
+from .inputs import content_hash, local_copy
 
 __all__ = ["PipelineConfig", "DecodedVideo", "EmbedderModelHandler", "build_pipeline", "pipeline_options",
            "run_embed", "DEFAULT_RUNNER", "DASK_RUNNER"]
@@ -88,7 +89,7 @@ class PipelineConfig:
     out_dir: Path | str
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     policy: KeyframePolicy = field(default_factory=KeyframePolicy)
-    max_side: int = 1024
+    max_side: int = DEFAULT_MAX_SIDE
     decoders: tuple[str, ...] = DEFAULT_PREFER
     decode_timeout_s: float | None = 120.0
     decode_fn: Callable[..., DecodeResult] = read_keyframes

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from styleaxis.embed.schema import read_metadata
 
 from .store import list_files, read_schema, read_table
-from .video_io import content_hash
+from .inputs import content_hash
 
 __all__ = ["read_dataset", "committed_identity", "completed_videos", "IDENTITY_KEYS"]
 
@@ -64,7 +64,7 @@ def committed_identity(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None
     found: dict[str, Any] | None = None
     first = ""
     for path in _files(run_dir, "videos"):
-        meta = read_metadata(read_schema(path))
+        meta = read_metadata(read_schema(path), path)
         identity = {key: meta.get(key) for key in IDENTITY_KEYS}
         if found is None:
             found, first = identity, path

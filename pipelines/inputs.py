@@ -1,4 +1,5 @@
-"""Turn the user's inputs (files, folders, globs, manifests) into a list of (video_id, uri).
+"""Turn the user's inputs (files, folders, globs, manifests) into a list of (video_id, uri), and read
+an input's bytes wherever it lives (local path or bucket URI): its content hash, a local copy.
 
 A manifest is a CSV or Parquet table with a ``uri`` column and an optional ``video_id`` column;
 relative URIs are taken relative to the manifest's folder, URIs with a scheme (gs://, s3://) are
@@ -6,17 +7,21 @@ kept as they are. Video ids must be unique: they key the ``videos/`` rows across
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO, Literal
 
 import pandas as pd
 
-from .video_io import is_remote
+__all__ = ["MEDIA_SUFFIXES", "expand_inputs", "read_manifest", "is_remote", "local_copy", "content_hash"]
 
-__all__ = ["MEDIA_SUFFIXES", "expand_inputs", "read_manifest"]
+_SAMPLE_BYTES = 1 << 20
 
 #: suffixes picked up when a folder is given; an explicitly named file is always taken, so a
 #: corrupt or non-video file named by the user becomes a failed row instead of vanishing.
@@ -102,3 +107,57 @@ def expand_inputs(inputs: Sequence[str], manifests: Sequence[str | os.PathLike[s
                 raise ValueError(f"video_id {video_id!r} is given to two different URIs in the manifests")
             taken.add(video_id)
     return [(named[uri] or _video_id(uri, taken), uri) for uri in sorted(named)]
+
+
+def is_remote(uri: str | os.PathLike[str]) -> bool:
+    """Whether a URI names an object store path (gs://, s3://, ...) rather than a local file."""
+    return "://" in str(uri) and not str(uri).startswith("file://")
+
+
+def _open_binary(uri: str | os.PathLike[str]) -> BinaryIO:
+    """A seekable binary reader for a local path or, through Beam's filesystems, a remote URI."""
+    if not is_remote(uri):
+        return Path(uri).open("rb")
+    from apache_beam.io.filesystems import FileSystems  # imported only for remote inputs (slow import)
+
+    return FileSystems.open(str(uri))
+
+
+@contextlib.contextmanager
+def local_copy(uri: str, folder: str | None = None) -> Iterator[str]:
+    """A local path holding ``uri``'s bytes: the path itself when local, else a temporary copy
+    (deleted on exit), because the decoders read local files."""
+    if not is_remote(uri):
+        yield uri
+        return
+    suffix = Path(uri.rsplit("/", 1)[-1]).suffix
+    with tempfile.NamedTemporaryFile(suffix=suffix, dir=folder) as copy, _open_binary(uri) as source:
+        shutil.copyfileobj(source, copy, _SAMPLE_BYTES)
+        copy.flush()
+        yield copy.name
+
+
+def content_hash(path: str | os.PathLike[str], mode: Literal["sampled", "full"] = "sampled") -> str:
+    """Hex sha256 identifying a file's content (local path or remote URI), for caching results per input.
+
+    ``"full"`` hashes every byte (equals ``sha256sum``). ``"sampled"`` hashes the size plus the first,
+    middle and last MiB: constant cost on huge videos, and files of up to 3 MiB are hashed whole.
+    """
+    if mode not in ("sampled", "full"):
+        raise ValueError(f"mode must be 'sampled' or 'full', got {mode!r}")
+    digest = hashlib.sha256()
+    with _open_binary(path) as handle:
+        if mode == "full":
+            for block in iter(lambda: handle.read(_SAMPLE_BYTES), b""):
+                digest.update(block)
+        else:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(0)
+            digest.update(b"sampled:%d:" % size)
+            if size <= 3 * _SAMPLE_BYTES:
+                digest.update(handle.read())
+            else:
+                for offset in (0, size // 2 - _SAMPLE_BYTES // 2, size - _SAMPLE_BYTES):
+                    handle.seek(offset)
+                    digest.update(handle.read(_SAMPLE_BYTES))
+    return digest.hexdigest()

@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from .video_io import is_remote
+from .inputs import is_remote
 
 __all__ = ["KINDS", "list_files", "read_schema", "read_table", "shard_name", "write_shard", "commit", "recover",
            "run_lock", "write_run_log", "staged_run_ids"]

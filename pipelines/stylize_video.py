@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .video_io import write_video
+from ..media.write import write_video
 
 __all__ = ["VideoStylizeResult", "stylize_video"]
 

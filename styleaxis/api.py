@@ -12,17 +12,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from styleaxis.embed.embedder import EmbedConfig, Embedder, video_vector
+from styleaxis.embed.embedder import EmbedConfig, Embedder
 from styleaxis.embed.recipe import RelativeConfig
-from styleaxis.embed.schema import read_metadata
 from styleaxis.index.build import IndexConfig, build_indexes
+from styleaxis.index.files import FileQuery
 from styleaxis.index.search import Result, Searcher
 from styleaxis.pipelines.beam import PipelineConfig, run_embed
 from styleaxis.pipelines.dataset import read_dataset
 from styleaxis.pipelines.inputs import expand_inputs
-from styleaxis.pipelines.video_io import read_keyframes
 
 __all__ = [
     "EmbedConfig", "Embedder", "PipelineConfig", "IndexConfig", "Searcher", "Result",
@@ -38,23 +36,11 @@ def embed_catalogue(inputs: list[str], out_dir: str | Path, config: PipelineConf
     return run_embed(expand_inputs(inputs), cfg)
 
 
-def _embed_config_for(searcher: Searcher) -> EmbedConfig:
-    """The embedding settings the indexed vectors were made with, read from the run's Parquet metadata."""
-    files = sorted((Path(searcher.manifest.run_dir) / "videos").glob("*.parquet"))
-    meta = read_metadata(pq.read_schema(files[0])) if files else {}
-    return EmbedConfig(descriptors=tuple(searcher.manifest.descriptors),
-                       short_side=int(meta.get("short_side", EmbedConfig.short_side)),
-                       center_crop=bool(meta.get("center_crop", EmbedConfig.center_crop)))
-
-
 def query_file(searcher: Searcher, path: str | Path, *, mode: str, k: int = 10,
                embedder: Embedder | None = None) -> list[Result]:
-    """Query with an image or video file that is not in the index: embed its keyframes, then search."""
-    embedder = embedder or Embedder(_embed_config_for(searcher))
-    frames = [kf.image for kf in read_keyframes(path).keyframes]
-    vectors = embedder.embed(frames)
-    video = {name: video_vector(v) for name, v in vectors.items()}
-    return searcher.search(vectors=video, mode=mode, k=k, model_identity=embedder.identity["models"])
+    """Query with an image or video file that is not in the index: its key frames are read and embedded as
+    the indexed videos were (styleaxis.index.files.FileQuery), then searched."""
+    return FileQuery(searcher, embedder=embedder).search(Path(path), mode=mode, k=k)
 
 
 def _precision(searcher: Searcher, ids: list[str], mode: str, k: int, same: Callable[[str, str], bool]) -> float:

@@ -82,7 +82,7 @@ def embed(inputs: tuple[str, ...], out_dir: str, manifests: tuple[str, ...], sho
     from styleaxis.embed.embedder import EmbedConfig
     from styleaxis.pipelines.beam import PipelineConfig, run_embed
     from styleaxis.pipelines.inputs import expand_inputs
-    from styleaxis.pipelines.video_io import KeyframePolicy
+    from styleaxis.media.video import KeyframePolicy
 
     if not inputs and not manifests:
         raise click.UsageError("give INPUTS (files, folders, globs) or --manifest")

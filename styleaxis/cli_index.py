@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from styleaxis.cli_base import CliGroup
 
-if TYPE_CHECKING:
-    import numpy as np
-
-__all__ = ["index", "serve", "read_frames"]
+__all__ = ["index", "serve"]
 
 
 @click.group(cls=CliGroup)
@@ -137,16 +133,6 @@ def index_audit(index_dir: Path, sample: int, k: int, seed: int, as_json: bool) 
         click.echo(f"{axis:8s} {info.factory:22s} {param:14s} {row['ann_recall']:15.3f} {row['pool_recall']:19.3f}")
 
 
-def read_frames(path: Path) -> list[np.ndarray]:
-    """Frames of an image or video file as the embed pipeline selects them (keyframes); ValueError if unreadable."""
-    from styleaxis.pipelines.video_io import DecodeError, read_keyframes
-
-    try:
-        return [kf.image for kf in read_keyframes(path).keyframes]
-    except DecodeError as exc:
-        raise ValueError(str(exc)) from exc
-
-
 @click.command("serve")
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
@@ -171,6 +157,6 @@ def serve(index_dir: Path, host: str, port: int, max_upload_mb: float, calibrati
     from styleaxis.index.service import serve as run_service
 
     IndexManifest.load(index_dir)  # fail now, with one line, if this is not an index directory
-    run_service(index_dir, host=host, port=port, threads=threads, frame_reader=read_frames,
+    run_service(index_dir, host=host, port=port, threads=threads,
                 search_config=SearchConfig(calibration=calibration),
                 service_config=ServiceConfig(max_upload_bytes=int(max_upload_mb * 2**20), verify=not no_verify))

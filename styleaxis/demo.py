@@ -18,7 +18,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from styleaxis.embed.registry import load_model
-from styleaxis.pipelines.video_io import read_keyframes, write_video
+from styleaxis.media.video import read_keyframes
+from styleaxis.media.write import write_video
 
 __all__ = ["DemoConfig", "sample_photos", "make_catalogue", "clip_labels", "contact_sheet", "write_report"]
 

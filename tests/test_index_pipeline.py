@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from styleaxis.cli_index import read_frames
 from styleaxis.demo import DemoConfig, clip_labels, make_catalogue
 from styleaxis.index.build import IndexConfig, build_indexes
 from styleaxis.index.files import FileQuery, embed_config_for
+from styleaxis.media.video import read_frames
 from styleaxis.index.search import SearchConfig, Searcher
-from styleaxis.pipelines.video_io import write_video
+from styleaxis.media.write import write_video
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,7 @@ from styleaxis.embed.embedder import EmbedConfig
 from styleaxis.pipelines.beam import DASK_RUNNER, PipelineConfig, pipeline_options, run_embed
 from styleaxis.pipelines.dataset import read_dataset
 from styleaxis.pipelines.inputs import expand_inputs, read_manifest
-from styleaxis.pipelines.video_io import content_hash
+from styleaxis.pipelines.inputs import content_hash
 
 DATAFLOW_ARGS = (
     "--runner=DataflowRunner", "--project=my-project", "--region=europe-west4",

@@ -22,7 +22,8 @@ from skimage import data
 
 from styleaxis.pipelines.inputs import expand_inputs
 from styleaxis.pipelines.isolation import CallCrashed, CallTimedOut, IsolatedCall
-from styleaxis.pipelines.video_io import KeyframePolicy, read_keyframes, write_video
+from styleaxis.media.video import KeyframePolicy, read_keyframes
+from styleaxis.media.write import write_video
 
 FPS = 4
 VFR_TIMES = [0.0, 0.1, 0.15, 1.2, 1.25, 2.6, 2.65, 2.7]

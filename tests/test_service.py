@@ -19,11 +19,11 @@ import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
-from styleaxis.cli_index import read_frames
 from styleaxis.demo import clip_labels
 from styleaxis.index.build import build_indexes
 from styleaxis.index.search import Searcher
 from styleaxis.index.service import ServiceConfig, create_app
+from styleaxis.media.video import read_frames
 
 UPLOAD_LIMIT = 1 << 20
 
@@ -192,11 +192,15 @@ def test_bad_uploads(client, tiny_clips):
     _error(client.post("/search/file", params={"k": 0}, content=b"x"), 422, "invalid_request")
 
 
-def test_image_only_reader_refuses_videos(index_dir, tiny_clips):
+def test_the_library_app_reads_videos_as_serve_does(index_dir, tiny_clips, client):
+    # create_app's default reader is the nightly job's decoder, the one `styleaxis serve` uses
+    clip = tiny_clips[1]
+    params = {"mode": "style", "k": 3, "filename": clip.name}
     with running(create_app(index_dir)) as http:
         wait_ready(http)
-        response = http.post("/search/file", params={"filename": "clip.mp4"}, content=tiny_clips[0].read_bytes())
-        assert "not a readable image" in _error(response, 415, "bad_file")
+        response = http.post("/search/file", params=params, content=clip.read_bytes())
+    assert response.status_code == 200
+    assert _ids(response) == _ids(client.post("/search/file", params=params, content=clip.read_bytes()))
 
 
 def test_readiness_reports_a_broken_index(index_dir, tmp_path):

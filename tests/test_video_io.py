@@ -10,15 +10,10 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from styleaxis.pipelines import video_io
-from styleaxis.pipelines.video_io import (
-    DecodeError,
-    KeyframePolicy,
-    content_hash,
-    open_video,
-    read_keyframes,
-    write_video,
-)
+from styleaxis.media import video as video_io
+from styleaxis.media.video import DecodeError, KeyframePolicy, open_video, read_keyframes
+from styleaxis.media.write import write_video
+from styleaxis.pipelines.inputs import content_hash
 
 FPS = 12
 BACKENDS = [("decord",), ("pyav",)]

@@ -1,4 +1,5 @@
-"""Video and still-image input: key-frame extraction with PyAV or decord, test-video writing, hashing.
+"""Video and still-image reading: the one decoder of styleaxis (the nightly job, the labelled
+catalogues and query-by-file all read frames here).
 
 Reading goes through :func:`read_keyframes` (and :func:`open_video` for metadata only). Each backend
 (PyAV first, decord as fallback: see ``DEFAULT_PREFER``) builds an index of the stream
@@ -10,20 +11,13 @@ same file always gives the same pixels.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import itertools
 import math
 import os
 import re
-import shutil
-import tempfile
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Literal, Protocol
+from typing import Literal, Protocol
 
 import av
 import numpy as np
@@ -43,13 +37,15 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".
 #: files; decord stays as the fallback when PyAV cannot open or read a file. decord2 3.4.0 (the
 #: maintained fork) was slower still and fails on some frame widths (96, 144 px), so it is not used.
 DEFAULT_PREFER: tuple[str, ...] = ("pyav", "decord")
+#: longest side frames are downscaled to on decode (bounds memory on huge input; the embedder resizes
+#: to its own short side afterwards)
+DEFAULT_MAX_SIDE = 1024
 
 # What a backend may raise on a bad or unsupported file. decord's DECORDError is not a RuntimeError,
 # and decord reports some unreadable files with RuntimeError or AssertionError (frame count <= 0).
 _READ_ERRORS: tuple[type[BaseException], ...] = (
     DECORDError, RuntimeError, AssertionError, av.FFmpegError, OSError, ValueError, EOFError,
 )
-_SAMPLE_BYTES = 1 << 20
 _TIME_EPS = 1e-3  # seconds; absorbs decord's float32 timestamps (~0.2 ms error at 1 h) in gap checks
 
 
@@ -245,7 +241,7 @@ def _read_image(path: Path, max_side: int | None) -> tuple[VideoInfo, np.ndarray
     try:
         with Image.open(path) as img:
             rgb = ImageOps.exif_transpose(img).convert("RGB")
-    except OSError as exc:  # includes PIL.UnidentifiedImageError and truncated-image errors
+    except (OSError, Image.DecompressionBombError) as exc:  # also UnidentifiedImageError, truncated images
         raise DecodeError(f"{path}: cannot read image: {exc}") from exc
     info = VideoInfo(str(path), rgb.width, rgb.height, 0.0, 0.0, 1, "image")
     return info, _fit(np.asarray(rgb), max_side)
@@ -457,180 +453,11 @@ _SOURCES: dict[str, Callable[[Path], _Source]] = {"decord": _DecordSource, "pyav
 BACKENDS: tuple[str, ...] = tuple(_SOURCES)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Writing
-
-
-@dataclass(frozen=True)
-class _Codec:
-    encoder: str
-    crf: int
-    options: dict[str, str]
-
-
-_CODECS = {
-    "h264": _Codec("libx264", 23, {}),
-    "vp9": _Codec("libvpx-vp9", 32, {"b": "0"}),  # libvpx uses constant quality only with bitrate 0
-    "av1": _Codec("libsvtav1", 35, {}),
-}
-
-
-def write_video(
-    path: str | os.PathLike[str],
-    frames: Iterable[np.ndarray],
-    fps: float,
-    codec: Literal["h264", "vp9", "av1"] = "h264",
-    gop: int | None = None,
-    pix_fmt: str = "yuv420p",
-    crf: int | None = None,
-    times_s: Sequence[float] | None = None,
-) -> Path:
-    """Encode H x W x 3 uint8 RGB frames into a small video (test and demo material), atomically.
-
-    The container follows the suffix (.mp4, .mkv, .webm, ...). ``gop`` pins key frames to every
-    ``gop``-th frame (no scene-cut key frames); None keeps the encoder's default (long) GOP. ``crf``
-    defaults per codec. ``times_s`` (one strictly increasing time per frame, millisecond precision)
-    makes a variable-frame-rate video; ``fps`` is then only the nominal rate in the header. The file
-    is written under a temporary name in the same folder and renamed, so readers never see a
-    half-written video.
-    """
-    path = Path(path)
-    spec = _CODECS.get(codec)
-    if spec is None:
-        raise ValueError(f"codec must be one of {sorted(_CODECS)}, got {codec!r}")
+def read_frames(path: str | os.PathLike[str], policy: KeyframePolicy = KeyframePolicy(),
+                max_side: int | None = None) -> list[np.ndarray]:
+    """The RGB frames :func:`read_keyframes` selects (what the nightly job embeds), for callers that
+    want pixels only; ValueError naming the file when nothing can be read."""
     try:
-        av.codec.Codec(spec.encoder, "w")
-    except av.codec.codec.UnknownCodecError as exc:
-        raise ValueError(f"encoder {spec.encoder} for {codec} is not available in this PyAV build") from exc
-    frames = iter(frames)
-    first = next(frames, None)
-    if first is None:
-        raise ValueError("write_video needs at least one frame")
-    _check_frame(first, first.shape)
-    _check_size(first.shape, pix_fmt)
-    pts = _frame_pts(times_s)
-    options = {"crf": str(spec.crf if crf is None else crf), **spec.options}
-    if gop is not None:
-        options |= {"keyint_min": str(gop), "sc_threshold": "0"}
-
-    # Same folder so os.replace is atomic; same suffix because it picks the muxer.
-    tmp_name = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
-    try:
-        with av.open(str(tmp_name), "w") as container:
-            stream = container.add_stream(spec.encoder, rate=Fraction(fps).limit_denominator(10_000))
-            stream.height, stream.width = first.shape[:2]
-            stream.pix_fmt = pix_fmt
-            if gop is not None:
-                stream.codec_context.gop_size = gop
-            if pts is not None:
-                stream.codec_context.time_base = _VFR_TIME_BASE
-            stream.options = options
-            for i, frame in enumerate(itertools.chain([first], frames)):
-                _check_frame(frame, first.shape)
-                video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-                if pts is not None:
-                    if i >= len(pts):
-                        raise ValueError(f"times_s has {len(pts)} times, but more frames were given")
-                    video_frame.pts, video_frame.time_base = pts[i], _VFR_TIME_BASE
-                container.mux(stream.encode(video_frame))
-            if pts is not None and i + 1 != len(pts):
-                raise ValueError(f"times_s has {len(pts)} times, but {i + 1} frames were given")
-            container.mux(stream.encode(None))
-        os.replace(tmp_name, path)
-    except BaseException:
-        tmp_name.unlink(missing_ok=True)  # the muxer creates the file only once it writes
-        raise
-    return path
-
-
-_VFR_TIME_BASE = Fraction(1, 1000)
-
-
-def _frame_pts(times_s: Sequence[float] | None) -> list[int] | None:
-    """Frame times in seconds -> pts in milliseconds; they must start at >= 0 and strictly increase."""
-    if times_s is None:
-        return None
-    pts = [round(t * 1000) for t in times_s]
-    if not pts or pts[0] < 0 or any(b <= a for a, b in zip(pts, pts[1:])):
-        raise ValueError("times_s must be >= 0 and strictly increasing at millisecond precision, "
-                         f"got {list(times_s)[:8]}")
-    return pts
-
-
-def _check_frame(frame: np.ndarray, shape: tuple[int, ...]) -> None:
-    """Frames must be H x W x 3 uint8 and all of the first frame's size."""
-    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"frames must be H x W x 3 uint8 RGB, got shape {frame.shape} dtype {frame.dtype}")
-    if frame.shape != shape:
-        raise ValueError(f"all frames must have the first frame's shape {shape}, got {frame.shape}")
-
-
-def _check_size(shape: tuple[int, ...], pix_fmt: str) -> None:
-    """The frame size must suit the pixel format's chroma subsampling (yuv420p: even width and height)."""
-    fmt = av.VideoFormat(pix_fmt)
-    step_w, step_h = 256 // fmt.chroma_width(256), 256 // fmt.chroma_height(256)
-    height, width = shape[:2]
-    if width % step_w or height % step_h:
-        expected = f"{width - width % step_w}x{height - height % step_h}"
-        raise ValueError(
-            f"{pix_fmt} needs width a multiple of {step_w} and height a multiple of {step_h}: "
-            f"got {width}x{height}, expected e.g. {expected}"
-        )
-
-
-# ---------------------------------------------------------------------------------------------------
-# Hashing
-
-
-def is_remote(uri: str | os.PathLike[str]) -> bool:
-    """Whether a URI names an object store path (gs://, s3://, ...) rather than a local file."""
-    return "://" in str(uri) and not str(uri).startswith("file://")
-
-
-def _open_binary(uri: str | os.PathLike[str]) -> BinaryIO:
-    """A seekable binary reader for a local path or, through Beam's filesystems, a remote URI."""
-    if not is_remote(uri):
-        return Path(uri).open("rb")
-    from apache_beam.io.filesystems import FileSystems  # imported only for remote inputs (slow import)
-
-    return FileSystems.open(str(uri))
-
-
-@contextlib.contextmanager
-def local_copy(uri: str, folder: str | None = None) -> Iterator[str]:
-    """A local path holding ``uri``'s bytes: the path itself when local, else a temporary copy
-    (deleted on exit), because the decoders read local files."""
-    if not is_remote(uri):
-        yield uri
-        return
-    suffix = Path(uri.rsplit("/", 1)[-1]).suffix
-    with tempfile.NamedTemporaryFile(suffix=suffix, dir=folder) as copy, _open_binary(uri) as source:
-        shutil.copyfileobj(source, copy, _SAMPLE_BYTES)
-        copy.flush()
-        yield copy.name
-
-
-def content_hash(path: str | os.PathLike[str], mode: Literal["sampled", "full"] = "sampled") -> str:
-    """Hex sha256 identifying a file's content (local path or remote URI), for caching results per input.
-
-    ``"full"`` hashes every byte (equals ``sha256sum``). ``"sampled"`` hashes the size plus the first,
-    middle and last MiB: constant cost on huge videos, and files of up to 3 MiB are hashed whole.
-    """
-    if mode not in ("sampled", "full"):
-        raise ValueError(f"mode must be 'sampled' or 'full', got {mode!r}")
-    digest = hashlib.sha256()
-    with _open_binary(path) as handle:
-        if mode == "full":
-            for block in iter(lambda: handle.read(_SAMPLE_BYTES), b""):
-                digest.update(block)
-        else:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(0)
-            digest.update(b"sampled:%d:" % size)
-            if size <= 3 * _SAMPLE_BYTES:
-                digest.update(handle.read())
-            else:
-                for offset in (0, size // 2 - _SAMPLE_BYTES // 2, size - _SAMPLE_BYTES):
-                    handle.seek(offset)
-                    digest.update(handle.read(_SAMPLE_BYTES))
-    return digest.hexdigest()
+        return [kf.image for kf in read_keyframes(path, policy, max_side).keyframes]
+    except DecodeError as exc:
+        raise ValueError(str(exc)) from exc
