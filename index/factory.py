@@ -5,10 +5,9 @@ Index choice is a short list of rules, first match wins (sizes in bytes per vect
 1. ``Flat`` when count <= flat_max and count * 4d fits the budget: exact search, no training; one
    BLAS matrix product per query batch is fast enough up to ~50k vectors.
 2. ``HNSW32,Flat`` when count <= hnsw_max and count * (4d + 272) fits: graph search, no training.
-   Off by default (hnsw_max=0): at 100k synthetic 256-d vectors on 2 cores it built in 23.6 s
-   against 6.0 s for IVF512,Flat, for a higher median latency (0.62 vs 0.42 ms) and 2.8 points more
-   answer recall (0.998 vs 0.970; bench/RESULTS.md); it also cannot be merged across shards or have
-   rows removed.
+   Off by default (hnsw_max=0): it built about 4x slower than IVF for a higher median latency and
+   a few points more answer recall (bench/RESULTS.md, "Indexes and queries"); it also cannot be merged
+   across shards or have rows removed.
 3. ``IVF{nlist},Flat`` when count * 4d fits: exact distances inside the probed lists; trains in
    seconds, adds incrementally and merges across shards.
 4. ``IVF{nlist},SQ8`` when count * d fits: 8-bit scalar quantisation, 4x smaller.
@@ -19,15 +18,12 @@ Index choice is a short list of rules, first match wins (sizes in bytes per vect
 nlist ~ 2 sqrt(count) as a power of two, with at least 39 training points per list; the k-means
 sample is 40 points per list (at least 10,000, for PQ/SQ codebooks), drawn with a fixed seed.
 FAISS's guideline is 4-16 sqrt(n) lists, but k-means costs ~ 2 * 10 iterations * sample * nlist * d
-flops, which grows with nlist^2: at 1M vectors of 256 dims, 2048 lists train in ~0.9 TFLOP where
-4096 lists need 3.4, minutes on a 2-core CPU; every query re-scores a 200-candidate pool exactly
-anyway, so the coarser lists cost little recall (bench/query.py). The search parameter (``nprobe``
-for IVF, ``efSearch`` for HNSW) is tuned at build time: the smallest value whose candidate pool
-holds target_recall of the exact top-10 on sample queries (as autofaiss tunes it). The default
-target 0.97 is a latency choice: at 1M synthetic 256-d vectors, IVF2048 tuned to nprobe 16 gives
-recall@10 0.977 at p50 1.95 / p99 3.1 ms (bench/RESULTS.md); a one-off sweep while choosing the
-target gave 0.74 / 1.6 / 6.4 ms median search at nprobe 8 / 16 / 32 (recall 0.953 / 0.974 / 0.984):
-the list scan is memory-bound, so latency grows with nprobe.
+flops, which grows with nlist^2 (minutes on a 2-core CPU at 1M vectors and 4096 lists); every query
+re-scores a 200-candidate pool exactly anyway, so the coarser lists cost little recall. The search
+parameter (``nprobe`` for IVF, ``efSearch`` for HNSW) is tuned at build time: the smallest value
+whose candidate pool holds target_recall of the exact top-10 on sample queries (as autofaiss tunes
+it). The default target 0.97 is a latency choice: the list scan is memory-bound, so latency grows
+with nprobe (bench/RESULTS.md, "Indexes and queries", gives recall and latency at 1M vectors).
 """
 
 from __future__ import annotations
