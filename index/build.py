@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from ..embed.recipe import BASE_AXES, AxisRecipe, RelativeConfig, TransformKind, encode
 from ._io import atomic_open, sha256_file, write_npy_rows
 from .calibrate import hubness
+from .generations import commit, previous_manifest, writer_lock
 from .factory import (
     FactoryChoice,
     choose_factory,
@@ -36,10 +37,9 @@ from .factory import (
     train_empty,
     tune_search_parameter,
 )
-from .integrity import make_canaries, verify_file
+from .integrity import make_canaries, read_ids_file, verify_file
 from .manifest import (
     FORMAT_VERSION,
-    MANIFEST_FILE,
     METRIC,
     AxisInfo,
     DescriptorInfo,
@@ -47,7 +47,7 @@ from .manifest import (
     artifact_name,
     ids_digest,
 )
-from .run import RunVectors, read_run
+from .run import RunVectors, check_run_history, read_run
 from .shards import build_shard, check_mergeable, merge_shards, shard_bounds
 from .transform import WHITEN_OPTIONS, SearchTransform, Whiten
 
@@ -74,7 +74,8 @@ class IndexConfig:
     in this many slices merged in order (shards.py). gpu: train and add on a GPU when faiss has
     one. hubness_k: store each video's mean similarity to its k nearest neighbours for CSLS
     calibration (0: off; costs a k-NN pass over the catalogue). canaries: stored self-queries
-    re-run on every load.
+    re-run on every load. retire_grace_s: how long the previous generation's files are kept after a
+    switch, for readers that were loading it (deleted by a later build; index.generations).
     """
 
     axes: Mapping[str, tuple[str, ...]] = field(default_factory=_default_axes)
@@ -92,6 +93,7 @@ class IndexConfig:
     seed: int = 0
     progress: bool = False
     relative: RelativeConfig = field(default_factory=RelativeConfig)
+    retire_grace_s: float = 600.0
 
     def __post_init__(self) -> None:
         if not self.axes:
@@ -115,6 +117,8 @@ class IndexConfig:
         for name in ("shards", "tune_pool"):
             if getattr(self, name) < 1:
                 raise ValueError(f"IndexConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.retire_grace_s < 0:
+            raise ValueError(f"IndexConfig.retire_grace_s must be >= 0, got {self.retire_grace_s}")
         for name in ("hubness_k", "canaries"):
             if getattr(self, name) < 0:
                 raise ValueError(f"IndexConfig.{name} must be >= 0, got {getattr(self, name)}")
@@ -141,17 +145,23 @@ def build_from_vectors(
 
     Consumes run.vectors (each raw matrix is dropped once transformed, to bound memory). A previous
     build in out_dir stays readable until the new manifest.json replaces it; its files are then
-    removed. Every file is written atomically and listed with its sha256 in the manifest.
+    retired and deleted by a later build after config.retire_grace_s (index.generations). Every file
+    is written atomically and listed with its sha256 in the manifest. One writer at a time: a second
+    build or add on the same directory is refused while this one runs.
     """
     config = config or IndexConfig()
-    started = time.monotonic()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writer_lock(out_dir):
+        return _build(run, out_dir, config, run_dir)
+
+
+def _build(run: RunVectors, out_dir: Path, config: IndexConfig, run_dir: Path | None) -> IndexManifest:
+    started = time.monotonic()
     count = len(run.video_ids)
     missing = [name for name in config.descriptors if name not in run.vectors]
     if count == 0 or missing:
         raise ValueError(f"cannot build: {count} videos, descriptors missing from the run: {missing}")
-    previous = _previous_manifest(out_dir)
+    previous = previous_manifest(out_dir)
     generation = previous.generation + 1 if previous else 1
     gpu = config.gpu and gpu_available()
 
@@ -189,24 +199,28 @@ def build_from_vectors(
         shards=config.shards,
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(time.monotonic() - started, 3),
+        changes={"added": count, "replaced": 0, "removed": previous.count if previous else 0},
     )
-    return _commit(out_dir, manifest, previous)
+    return commit(out_dir, manifest, previous, config.retire_grace_s)
 
 
 class _Writer:
     """The recipe's catalogue while an index generation is written (styleaxis.embed.recipe.Catalogue).
 
     A build (``previous`` None) fits and saves each transform and trains each axis's index; an add
-    applies the saved transforms and grows each axis by the added rows (``start`` = the rows already
-    indexed). Each axis is written as soon as it is put, so the next steps search it; the k nearest
-    rows of an axis are searched once per (axis, k), which the residual and the expansion share.
+    applies the saved transforms and writes each axis as the ``kept`` rows of the previous generation
+    followed by the added rows (``start`` = len(kept)). Each axis is written as soon as it is put, so the
+    next steps search it; the k nearest rows of an axis are searched once per (axis, k), which the
+    residual and the expansion share.
     """
 
     def __init__(self, out_dir: Path, generation: int, recipe: AxisRecipe, config: IndexConfig,
-                 files: dict[str, str], gpu: bool, count: int, previous: IndexManifest | None = None) -> None:
+                 files: dict[str, str], gpu: bool, count: int, previous: IndexManifest | None = None,
+                 kept: np.ndarray | None = None) -> None:
         self.out_dir, self.generation, self.recipe, self.config, self.files = out_dir, generation, recipe, config, files
         self.gpu, self.count, self.previous = gpu, count, previous
-        self.start = previous.count if previous else 0
+        self.kept = np.arange(previous.count) if previous is not None and kept is None else kept
+        self.start = 0 if self.kept is None else len(self.kept)
         self.indexes: dict[str, faiss.Index] = {}
         self.matrices: dict[str, np.ndarray] = {}
         self.axes: dict[str, AxisInfo] = {}
@@ -228,7 +242,7 @@ class _Writer:
         raw = np.asarray(raw, dtype=np.float32)
         raw_file = artifact_name(f"raw_{descriptor}", self.generation, ".npy")
         old = self.previous.descriptors[descriptor].raw_file if self.previous else None
-        blocks = [raw] if old is None else itertools.chain(_row_blocks(np.load(self.out_dir / old, mmap_mode="r")), [raw])
+        blocks = [raw] if old is None else itertools.chain(self._kept_blocks(old), [raw])
         with atomic_open(self.out_dir / raw_file) as f:
             write_npy_rows(f, (self.start + len(raw), raw.shape[1]), blocks)
         self.files[raw_file] = sha256_file(self.out_dir / raw_file)
@@ -261,16 +275,26 @@ class _Writer:
         else:
             info = self.previous.axes[axis]
             work = faiss.read_index(str(self.out_dir / info.index_file))
+            if self.start < self.previous.count:  # rows replaced or removed: the trained index, refilled
+                work.reset()
+                for block in self._kept_blocks(info.matrix_file):
+                    work.add(np.ascontiguousarray(block))
             work = to_gpu(work) if self.gpu else work
             work.add(rows)
             index = to_cpu(work)
-            old = np.load(self.out_dir / info.matrix_file, mmap_mode="r")
-            blocks = itertools.chain(_row_blocks(old), [rows])
+            blocks = itertools.chain(self._kept_blocks(info.matrix_file), [rows])
             choice = FactoryChoice(info.factory, info.factory_reason)
             trained_count, hubness_k = info.trained_count, info.hubness_k
         self.axes[axis], self.indexes[axis], self.matrices[axis] = _write_axis(
             self.out_dir, self.generation, axis, self.recipe.descriptors(axis), index, blocks, self.count, choice,
             trained_count, hubness_k, config, self.files, self.transforms.get(("axis", axis)) or self._kept_transform(axis))
+
+    def _kept_blocks(self, matrix_file: str) -> Iterator[np.ndarray]:
+        """The kept rows of one of the previous generation's matrices, in blocks (memory-mapped reads)."""
+        old = np.load(self.out_dir / matrix_file, mmap_mode="r")
+        for start in range(0, self.start, _ROWS_PER_BLOCK):
+            rows = self.kept[start:start + _ROWS_PER_BLOCK]
+            yield old[rows[0]:rows[-1] + 1] if rows[-1] - rows[0] + 1 == len(rows) else old[rows]
 
     def _kept_transform(self, axis: str) -> tuple[str, str] | None:
         info = self.previous.axes[axis] if self.previous else None
@@ -287,36 +311,50 @@ def _neighbours(index: faiss.Index, queries: np.ndarray, k: int, start: int = 0)
 
 
 def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig | None = None) -> IndexManifest:
-    """Add the run's indexable videos that the index does not hold yet, without retraining.
+    """Bring the index up to date with its run without retraining: add the run's new videos, replace those
+    whose content hash changed since they were indexed, and remove those the run no longer holds as
+    indexable. ``manifest.changes`` counts each.
 
     The transforms and trained quantizers stay as built (an IVF index trained on far fewer
-    vectors than it holds loses recall: rebuild when count passes ~2x AxisInfo.trained_count).
-    Refuses runs embedded with other models or another resize policy. The existing files are
-    verified first; the new generation replaces them only once completely written.
-    Only config.gpu, hubness recomputation, canaries, tuning and seed are taken from `config`.
+    vectors than it holds loses recall: rebuild when count passes ~2x AxisInfo.trained_count), and so do
+    the catalogue steps of the rows kept. Refuses runs embedded with other models or another resize
+    policy, and Parquet files the run's history does not list (index.run.check_run_history). The
+    existing files are verified first; the new generation replaces them only once completely written.
+    Only config.gpu, hubness recomputation, canaries, tuning, seed and the retirement grace are taken
+    from `config`.
     """
     config = config or IndexConfig()
+    with writer_lock(Path(index_dir)):
+        return _add(Path(run_dir), Path(index_dir), config)
+
+
+def _add(run_dir: Path, index_dir: Path, config: IndexConfig) -> IndexManifest:
     started = time.monotonic()
-    run_dir, index_dir = Path(run_dir), Path(index_dir)
     previous = IndexManifest.load(index_dir)
     for name, expected in previous.files.items():
         verify_file(index_dir / name, expected)
-    ids_table = pq.read_table(index_dir / previous.ids_file)
-    old_ids = ids_table["video_id"].to_pylist()
-    run = read_run(run_dir, tuple(previous.descriptors), skip_ids=old_ids)
+    old_ids, old_hashes = read_ids_file(index_dir / previous.ids_file)
+    check_run_history(run_dir, previous.run_ids)
+    run = read_run(run_dir, tuple(previous.descriptors), indexed=dict(zip(old_ids, old_hashes)))
     _check_same_identity(run, previous, run_dir, index_dir)
-    if not run.video_ids:
-        return previous
+    kept = np.array([i for i, video_id in enumerate(old_ids) if video_id in run.unchanged], dtype=np.int64)
+    replaced = len(set(old_ids) & set(run.video_ids))
+    changes = {"added": len(run.video_ids) - replaced, "replaced": replaced, "removed": len(old_ids) - len(kept) - replaced}
+    if not run.video_ids and len(kept) == previous.count:
+        return replace(previous, changes={"added": 0, "replaced": 0, "removed": 0})
+    count = len(kept) + len(run.video_ids)
+    if count == 0:
+        raise ValueError(f"{run_dir} holds none of the {previous.count} indexed videos and no new one: the index "
+                         "would be empty; check the run directory, or rebuild from another run")
     generation = previous.generation + 1
-    gpu = config.gpu and gpu_available()
-    count = previous.count + len(run.video_ids)
     files: dict[str, str] = {}
-    writer = _Writer(index_dir, generation, previous.recipe, config, files, gpu, count, previous)
-    encode(previous.recipe, run.vectors, writer)  # the added rows, against the grown axes
+    writer = _Writer(index_dir, generation, previous.recipe, config, files, config.gpu and gpu_available(), count,
+                     previous, kept)
+    encode(previous.recipe, run.vectors, writer)  # the new rows, against the kept and the new rows
     descriptors = {name: replace(info, raw_file=writer.raw_files.get(name, info.raw_file))
                    for name, info in previous.descriptors.items()}
-    video_ids = old_ids + run.video_ids
-    hashes = ids_table["content_hash"].to_pylist() + run.content_hashes
+    video_ids = [old_ids[i] for i in kept] + run.video_ids
+    hashes = [old_hashes[i] for i in kept] + run.content_hashes
     manifest = replace(
         previous,
         generation=generation,
@@ -329,13 +367,14 @@ def add_videos(run_dir: str | Path, index_dir: str | Path, config: IndexConfig |
                  for key in {*previous.skipped, *run.skipped}},
         ids_file=_write_ids(index_dir, generation, video_ids, hashes, files),
         ids_sha256=ids_digest(video_ids),
-        sources={**previous.sources, **_sources(run, run_dir)},
+        sources=_sources(run, run_dir),
         files=files,
         canaries=make_canaries(video_ids, writer.indexes, writer.matrices, config.canaries, config.seed),
+        changes=changes,
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(time.monotonic() - started, 3),
     )
-    return _commit(index_dir, manifest, previous)
+    return commit(index_dir, manifest, previous, config.retire_grace_s)
 
 
 def _train_and_add(matrix: np.ndarray, factory: str, config: IndexConfig, gpu: bool) -> faiss.Index:
@@ -413,24 +452,6 @@ def _write_ids(
 def _sources(run: RunVectors, run_dir: Path | None) -> dict[str, str]:
     base = run_dir.resolve() if run_dir else Path()
     return {str(base / name): digest for name, digest in run.sources.items()}
-
-
-def _previous_manifest(out_dir: Path) -> IndexManifest | None:
-    """The manifest already in out_dir, or None (absent, or an older format whose files are left alone)."""
-    if not (out_dir / MANIFEST_FILE).exists():
-        return None
-    try:
-        return IndexManifest.load(out_dir)
-    except ValueError:
-        return None
-
-
-def _commit(out_dir: Path, manifest: IndexManifest, previous: IndexManifest | None) -> IndexManifest:
-    """Write manifest.json (the switch to the new generation), then remove the previous generation's files."""
-    manifest.save(out_dir)
-    for name in set(previous.files if previous else ()) - set(manifest.files):
-        (out_dir / name).unlink(missing_ok=True)
-    return manifest
 
 
 def _check_same_identity(run: RunVectors, manifest: IndexManifest, run_dir: Path, index_dir: Path) -> None:

@@ -1,21 +1,27 @@
-"""Trusting an index directory: file hashes, canary queries with known answers, and a recall audit.
+"""Trusting an index directory: file hashes, canary queries with known answers, a recall audit, and a
+comparison with its run.
 
 Hashes prove the files are the ones the build wrote; canaries prove that those files, loaded
 together (index, id map, matrices, search parameters, CPU or GPU), still give the answers the
-build saw; the audit measures how far the approximate index is from exact search.
+build saw; the audit measures how far the approximate index is from exact search; the comparison
+lists every video the index holds in another version than its run (or not at all).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
+import pyarrow.parquet as pq
 
 from ._io import sha256_file
 from .factory import exact_knn, recall_at
+from .manifest import IndexManifest
+from .run import check_run_history, read_run
 
 CANARY_K = 5
 # The build's own answers are compared at this tolerance on the CPU; GPU kernels sum in another order.
@@ -37,6 +43,37 @@ def verify_file(path: Path, expected: str) -> None:
             f"{path}: sha256 {actual} does not match manifest.json ({expected}); "
             "the file was modified or replaced after the build, rebuild the index"
         )
+
+
+def read_index_file(path: Path) -> faiss.Index:
+    """A FAISS index from ``path``; IndexIntegrityError naming the file when it is not one."""
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise IndexIntegrityError(f"{path}: not a readable FAISS index ({_first_line(exc)})") from None
+
+
+def load_matrix(path: Path, mmap: bool = True) -> np.ndarray:
+    """A numeric .npy matrix (memory-mapped by default); IndexIntegrityError naming the file when it is not
+    one (object arrays are refused: loading them would unpickle)."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise IndexIntegrityError(f"{path}: not a readable numeric .npy matrix ({_first_line(exc)})") from None
+
+
+def read_ids_file(path: Path) -> tuple[list[str], list[str | None]]:
+    """The row -> video_id map and content hashes; IndexIntegrityError naming the file when it is unreadable."""
+    try:
+        table = pq.read_table(path, columns=["video_id", "content_hash"])
+    except (OSError, ValueError, KeyError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise IndexIntegrityError(f"{path}: not a readable id map ({_first_line(exc)})") from None
+    return table["video_id"].to_pylist(), table["content_hash"].to_pylist()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def make_canaries(
@@ -146,3 +183,36 @@ def _drop_self(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
     keep = labels != rows[:, None]
     keep[keep.all(axis=1), -1] = False
     return labels[keep].reshape(len(labels), labels.shape[1] - 1)
+
+
+@dataclass(frozen=True)
+class RunDifferences:
+    """How an index differs from its run: ids indexed with another content hash than the run now holds
+    (``stale``), indexed but no longer indexable in the run (``gone``), indexable but not indexed (``new``).
+    ``index build RUN --add`` resolves all three."""
+
+    stale: list[str]
+    gone: list[str]
+    new: list[str]
+
+    @property
+    def count(self) -> int:
+        return len(self.stale) + len(self.gone) + len(self.new)
+
+
+def compare_with_run(index_dir: Path, manifest: IndexManifest, run_dir: Path | None = None) -> RunDifferences:
+    """Every row where the index and its run (``manifest.run_dir`` unless given) disagree. Raises ValueError
+    when the run's Parquet files do not belong to its history (index.run.check_run_history)."""
+    source = run_dir or manifest.run_dir
+    if not source:
+        raise ValueError(f"{index_dir}: this index was built from vectors, not from a run: there is no run to compare")
+    run_dir = Path(source)
+    check_run_history(run_dir, manifest.run_ids)
+    indexed = dict(zip(*read_ids_file(index_dir / manifest.ids_file)))
+    run = read_run(run_dir, tuple(manifest.descriptors), indexed=indexed)
+    read = set(run.video_ids)
+    return RunDifferences(
+        stale=sorted(read & set(indexed)),
+        gone=sorted(set(indexed) - read - run.unchanged),
+        new=sorted(read - set(indexed)),
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,8 @@ class IndexManifest:
     sources: sha256 of each run Parquet file the rows came from; embed: the resize policy
     (short_side, center_crop) to embed query files with; canaries: stored queries and their
     answers, re-run on every load; recipe: the steps that built every axis, with their fitted
-    parameters, which queries and --add repeat (styleaxis.embed.recipe).
+    parameters, which queries and --add repeat (styleaxis.embed.recipe); changes: what this generation
+    did to the previous one (videos added, replaced because their content hash changed, removed).
     """
 
     format_version: int
@@ -100,6 +101,7 @@ class IndexManifest:
     shards: int
     built_at: str
     build_seconds: float
+    changes: dict[str, int] = field(default_factory=dict)
 
     def save(self, out_dir: Path) -> Path:
         """Write manifest.json atomically; written last, so its presence marks a complete build."""

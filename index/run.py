@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 from ..embed.schema import read_metadata
 from ._io import sha256_file
 
+#: RUN/_runs/: one summary per embed run (styleaxis.pipelines.store), the run directory's history
+RUNS_DIR = "_runs"
 INDEXABLE_STATUSES = ("ok", "partial")
 KNOWN_STATUSES = (*INDEXABLE_STATUSES, "failed")
 
@@ -26,7 +28,9 @@ KNOWN_STATUSES = (*INDEXABLE_STATUSES, "failed")
 class RunVectors:
     """Indexable rows of a run: ids, one (n, D) float32 matrix per descriptor, and provenance.
 
-    content_hashes: the videos/ content_hash per row (None where absent), for the duplicate filter.
+    content_hashes: the videos/ content_hash per row (None where absent), for the duplicate filter and
+    for --add, which replaces a row whose hash changed since it was indexed.
+    unchanged: ids of the rows left out because the index already holds them with the same content hash.
     sources: sha256 of every Parquet file read, by file name: ties the id map to its Parquet.
     embed: the resize policy the vectors were made with (short_side, center_crop), so files
     queried later are embedded the same way.
@@ -42,14 +46,17 @@ class RunVectors:
     content_hashes: list[str | None]
     sources: dict[str, str]
     embed: dict[str, Any]
+    unchanged: frozenset[str] = frozenset()
 
 
-def read_run(run_dir: Path, descriptors: Sequence[str], skip_ids: Collection[str] = ()) -> RunVectors:
+def read_run(run_dir: Path, descriptors: Sequence[str], indexed: Mapping[str, str | None] | None = None) -> RunVectors:
     """Read the requested descriptors of every indexable row (status ok/partial, all vectors present).
 
     Checks that all files agree on the model identity (models + descriptors metadata), that the
     descriptors exist with the advertised dimension, and that ids are unique and vectors finite.
-    Rows whose id is in `skip_ids` (already indexed, for incremental adds) are counted, not read.
+    Rows that `indexed` (video_id -> content hash, what an index holds) already holds with the same content
+    hash are counted as already indexed and listed in `unchanged`, not read; a row whose hash differs is
+    read (for --add, which replaces it).
     """
     videos_dir = Path(run_dir) / "videos"
     files = sorted(videos_dir.glob("*.parquet"))
@@ -67,15 +74,22 @@ def read_run(run_dir: Path, descriptors: Sequence[str], skip_ids: Collection[str
     hashes: list[str | None] = []
     blocks: dict[str, list[np.ndarray]] = {name: [] for name in descriptors}
     skipped = {"failed": 0, "missing_vectors": 0, "already_indexed": 0}
-    skip = pa.array(sorted(skip_ids), pa.string())
+    indexed = dict(indexed or {})
+    known_ids = pa.array(sorted(indexed), pa.string())
+    unchanged: set[str] = set()
     for path in files:
         _check_vector_types(path, schemas[path], dims)
         extra = ["content_hash"] if "content_hash" in schemas[path].names else []
         table = _read_columns(path, schemas[path], ["video_id", "status", *extra, *descriptors])
         _check_statuses(path, table)
-        known = pc.is_in(table["video_id"], value_set=skip)
-        skipped["already_indexed"] += pc.sum(known).as_py() or 0
-        table = table.filter(pc.invert(known))
+        known = pc.is_in(table["video_id"], value_set=known_ids).to_numpy(zero_copy_only=False)
+        if known.any():
+            row_ids = table["video_id"].to_pylist()
+            row_hashes = table["content_hash"].to_pylist() if extra else [None] * len(row_ids)
+            same = np.array([k and indexed[i] == h for k, i, h in zip(known, row_ids, row_hashes)], dtype=bool)
+            unchanged.update(i for i, s in zip(row_ids, same) if s)
+            skipped["already_indexed"] += int(same.sum())
+            table = table.filter(pa.array(~same))
         indexable = pc.is_in(table["status"], value_set=pa.array(INDEXABLE_STATUSES))
         has_vectors = reduce(pc.and_, [pc.is_valid(table[name]) for name in descriptors])
         keep = pc.and_(indexable, has_vectors)
@@ -107,7 +121,38 @@ def read_run(run_dir: Path, descriptors: Sequence[str], skip_ids: Collection[str
         content_hashes=hashes,
         sources={path.name: sha256_file(path) for path in files},
         embed={key: first[key] for key in ("short_side", "center_crop") if key in first},
+        unchanged=frozenset(unchanged),
     )
+
+
+def check_run_history(run_dir: Path, indexed_run_ids: Collection[str]) -> None:
+    """Refuse a run directory whose Parquet files were swapped for another run directory's.
+
+    `styleaxis embed` leaves each run's summary in RUN/_runs/<run_id>.json (with the killed runs it
+    recovered), and every Parquet file it commits carries its run id. So every videos/ file must come
+    from a run that history lists, and every run an index was built from must still be listed.
+    Directories without _runs/ (vectors written by other tools) have no history to check.
+    """
+    runs_dir = Path(run_dir) / RUNS_DIR
+    if not runs_dir.is_dir():
+        return
+    history = set()
+    for log in runs_dir.glob("*.json"):
+        history.add(log.stem)
+        try:
+            history.update(json.loads(log.read_text()).get("recovered_runs", ()))
+        except (OSError, ValueError, AttributeError):
+            pass  # the log's name alone still counts
+    for path in sorted((Path(run_dir) / "videos").glob("*.parquet")):
+        run_id = str(read_metadata(pq.read_schema(path), path).get("run_id"))
+        if run_id not in history:
+            raise ValueError(f"{path}: written by run {run_id}, which {runs_dir} does not list: the file comes from "
+                             "another run directory (or from a run still committing); put this run's own files "
+                             "back, or wait for the run to finish")
+    lost = sorted(set(indexed_run_ids) - history)
+    if lost:
+        raise ValueError(f"{run_dir}: the index was built from runs {lost}, which {runs_dir} does not list: this is "
+                         "not the run directory the index was built from; pass that one, or --rebuild from this one")
 
 
 def _check_identity_agrees(metas: dict[Path, dict[str, Any]]) -> None:

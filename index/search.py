@@ -25,6 +25,7 @@ each of these choices and the thresholds.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -33,13 +34,15 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-import pyarrow.parquet as pq
 
 from ..embed.recipe import TransformKind, combine_blocks, encode
 from .calibrate import calibrate
 from .factory import gpu_available, set_search_parameter, to_gpu
-from .integrity import CPU_TOLERANCE, GPU_TOLERANCE, IndexIntegrityError, check_canaries, recall_audit, verify_file
-from .manifest import IndexManifest, ids_digest
+from .integrity import (
+    CPU_TOLERANCE, GPU_TOLERANCE, IndexIntegrityError, check_canaries, load_matrix, read_ids_file, read_index_file,
+    recall_audit, verify_file,
+)
+from .manifest import MANIFEST_FILE, IndexManifest, ids_digest
 from .queries import AXES, MODES, Mode, Result, SearchConfig, UnknownVideoError, check_weights
 from .reasons import axis_parts, describe, part_cosines
 from .transform import SearchTransform, l2_normalize
@@ -49,6 +52,8 @@ from .transform import SearchTransform, l2_normalize
 # batches: 100 queries, d=512, 100k vectors: 850 ms at the default vs 118 ms at 20.
 faiss.cvar.distance_compute_blas_threshold = 20
 
+# loads that a generation switch overtook are started again this many times in all
+_LOAD_ATTEMPTS = 3
 # query key of the style descriptors' raw vectors, centred, for the duplicate filter (None without a residual)
 _RAW_STYLE = "raw_style"
 # mode -> (axis ranked on, axis whose calibrated score is capped by a ceiling or None)
@@ -110,9 +115,22 @@ class Searcher:
         """Open an index directory, check it against manifest.json, and run its canary queries.
 
         verify=True re-hashes every file (reads the whole matrices once); counts, dimensions,
-        the id map hash and transform checksums are always checked.
+        the id map hash and transform checksums are always checked. A load that a build's switch to a
+        new generation overtook (a file it listed is gone, or the manifest changed under it) starts again
+        on the new generation.
         """
         index_dir = Path(index_dir)
+        for _ in range(_LOAD_ATTEMPTS - 1):
+            generation = _generation(index_dir)
+            try:
+                return cls._load(index_dir, config, verify)
+            except (FileNotFoundError, IndexIntegrityError):
+                if _generation(index_dir) == generation:
+                    raise
+        return cls._load(index_dir, config, verify)
+
+    @classmethod
+    def _load(cls, index_dir: Path, config: SearchConfig | None, verify: bool) -> Searcher:
         config = config or SearchConfig()
         manifest = IndexManifest.load(index_dir)
         missing = [axis for axis in AXES if axis not in manifest.axes]
@@ -123,8 +141,7 @@ class Searcher:
                 verify_file(index_dir / name, expected)
 
         ids_path = index_dir / manifest.ids_file
-        table = pq.read_table(ids_path)
-        video_ids = table["video_id"].to_pylist()
+        video_ids, content_hashes = read_ids_file(ids_path)
         if len(video_ids) != manifest.count or ids_digest(video_ids) != manifest.ids_sha256:
             raise IndexIntegrityError(
                 f"{ids_path}: id map does not match manifest (count {len(video_ids)} vs {manifest.count}, "
@@ -137,7 +154,7 @@ class Searcher:
         for name, info in manifest.descriptors.items():
             if info.raw_file is not None:
                 raw_path = index_dir / info.raw_file
-                raw[name] = np.load(raw_path, mmap_mode="r")
+                raw[name] = load_matrix(raw_path)
                 _check_shape(raw_path, raw[name].shape, (manifest.count, info.dim))
 
         gpu = config.gpu and gpu_available()
@@ -146,13 +163,13 @@ class Searcher:
             if info.transform_file is not None:
                 axis_transforms[axis] = _load_transform(index_dir / info.transform_file, info.transform_checksum)
             index_path, matrix_path = index_dir / info.index_file, index_dir / info.matrix_file
-            index = faiss.read_index(str(index_path))
+            index = read_index_file(index_path)
             _check_shape(index_path, (index.ntotal, index.d), (manifest.count, info.dim))
             index = to_gpu(index) if gpu else index
             set_search_parameter(index, info.search_value)
-            matrix = np.load(matrix_path, mmap_mode="r")
+            matrix = load_matrix(matrix_path)
             _check_shape(matrix_path, matrix.shape, (manifest.count, info.dim))
-            hub = np.load(index_dir / info.hubness_file) if info.hubness_file else None
+            hub = load_matrix(index_dir / info.hubness_file, mmap=False) if info.hubness_file else None
             dims_out = {name: transforms[name].dim_out for name in info.descriptors}
             axes[axis] = _Axis(index, matrix, hub, axis_parts(info.descriptors, manifest.descriptors, dims_out))
         if config.calibration == "csls" and any(a.hubness is None for a in axes.values()):
@@ -165,7 +182,7 @@ class Searcher:
                 manifest.canaries, video_ids, {a: x.index for a, x in axes.items()},
                 {a: x.matrix for a, x in axes.items()}, GPU_TOLERANCE if gpu else CPU_TOLERANCE,
             )
-        return cls(index_dir, manifest, video_ids, table["content_hash"].to_pylist(), transforms, axes, config, gpu,
+        return cls(index_dir, manifest, video_ids, content_hashes, transforms, axes, config, gpu,
                    raw, axis_transforms)
 
     @property
@@ -437,6 +454,14 @@ class _QueryCatalogue:
 
     def put(self, axis: str, rows: np.ndarray) -> None:
         self._rows[axis] = rows
+
+
+def _generation(index_dir: Path) -> int | None:
+    """The generation manifest.json names now, or None when it cannot be read."""
+    try:
+        return int(json.loads((index_dir / MANIFEST_FILE).read_text())["generation"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _load_transform(path: Path, checksum: str | None) -> SearchTransform:

@@ -367,7 +367,8 @@ def run_embed(videos: list[tuple[str, str]], config: PipelineConfig) -> dict[str
         summary: dict[str, Any] = {
             "run_id": metadata["run_id"], "inputs": len(videos), "skipped": len(videos) - len(todo),
             "embedded": len(todo), "video_ids": [vid for vid, _ in todo], "out_dir": root,
-            "recovered": sum(len(ids) for ids in recovered.values()), "seconds": 0.0,
+            "recovered": sum(len(ids) for ids in recovered.values()), "recovered_runs": sorted(recovered),
+            "seconds": 0.0,
         }
         if todo:
             start = time.perf_counter()

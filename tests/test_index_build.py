@@ -3,17 +3,21 @@ generations, canaries, audits and calibration options, on the synthetic labelled
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import faiss
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
-from test_index import MODELS, RETAKE, _expected, _ids, config, make_catalogue, write_run
+from test_index import AXES, MODELS, RETAKE, _expected, _ids, config, make_catalogue, write_run
 
-from styleaxis.index.build import add_videos, build_indexes
+from styleaxis.index.build import IndexConfig, add_videos, build_indexes
 from styleaxis.index.calibrate import hubness
 from styleaxis.index.factory import choose_factory, exact_knn, gpu_available, nlist_for, train_empty
-from styleaxis.index.integrity import IndexIntegrityError, recall_audit, same_answers
+from styleaxis.index.integrity import IndexIntegrityError, compare_with_run, recall_audit, same_answers
+from styleaxis.index.generations import LOCK_FILE, RETIRED_FILE
 from styleaxis.index.manifest import MANIFEST_FILE, IndexManifest
 from styleaxis.index.search import MODES, SearchConfig, Searcher
 from styleaxis.index.shards import build_shard, merge_shards
@@ -135,8 +139,10 @@ def test_incremental_add(tmp_path, grid, factory):
     assert added.count == 162 and added.generation == 2 and added.skipped["already_indexed"] == first.count
     assert added.axes["style"].trained_count == first.count
     assert {info.transform_file for info in added.descriptors.values()} <= old_files  # transforms kept
-    on_disk = {p.name for p in index_dir.iterdir()}
-    assert on_disk == set(added.files) | {MANIFEST_FILE}, "the previous generation's files are removed"
+    assert added.changes == {"added": len(new_ids), "replaced": 0, "removed": 0}
+    # the previous generation's files are retired, not deleted: a reader may be loading them
+    assert _on_disk(index_dir) == set(added.files) | old_files | {MANIFEST_FILE}
+    assert set(json.loads((index_dir / RETIRED_FILE).read_text())) == old_files - set(added.files)
     searcher = Searcher.load(index_dir)
     assert searcher.video_ids[: first.count] == [r["video_id"] for r in old_rows if r["video_id"] in labels]
     for query in ("c5_s3", "c0_s0", "c12_s3"):  # new, old, new
@@ -146,6 +152,108 @@ def test_incremental_add(tmp_path, grid, factory):
     # nothing new: nothing rewritten
     again = add_videos(tmp_path / "run2", index_dir, config())
     assert again.generation == 2 and again.files == added.files
+    assert again.changes == {"added": 0, "replaced": 0, "removed": 0}
+
+
+def _on_disk(index_dir: Path) -> set[str]:
+    return {p.name for p in index_dir.iterdir() if not p.name.startswith(".")}
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF8,Flat"])
+def test_add_replaces_changed_videos_and_removes_gone_ones(tmp_path, grid, factory):
+    rows, labels = grid
+    rows = [dict(r, content_hash=f"hash-{r['video_id']}") for r in rows]
+    index_dir = tmp_path / "index"
+    changed, gone, new = "c3_s3", "c4_s4", "c10_s6"
+    first = build_indexes(write_run(tmp_path / "run1", [r for r in rows if r["video_id"] != new]), index_dir,
+                          config(factory=factory))
+    # re-embedded bytes: c3_s3 now carries c7_s5's vectors under a new hash; c4_s4 left the run; c10_s6 is new
+    donor = next(r for r in rows if r["video_id"] == "c7_s5")
+    second = [dict(r, vectors=donor["vectors"], content_hash="hash-new-bytes") if r["video_id"] == changed else r
+              for r in rows if r["video_id"] != gone]
+    before = Searcher.load(index_dir)
+    stale = compare_with_run(index_dir, first, write_run(tmp_path / "run2", second))
+    assert (stale.stale, stale.gone, stale.new) == ([changed], [gone], [new])  # what `index audit` reports
+    grown = add_videos(tmp_path / "run2", index_dir, config(retire_grace_s=0))
+    assert compare_with_run(index_dir, grown, tmp_path / "run2").count == 0
+    assert grown.changes == {"added": 1, "replaced": 1, "removed": 1}
+    assert grown.count == first.count and _on_disk(index_dir) == set(grown.files) | {MANIFEST_FILE}
+    searcher = Searcher.load(index_dir)
+    assert gone not in searcher and changed in searcher and new in searcher
+    row = searcher.video_ids.index(changed)
+    assert pq_hash(index_dir, searcher, changed) == "hash-new-bytes"
+    for axis in ("style", "content"):  # the changed video now holds the donor's vectors, exactly
+        matrix = searcher.axis_matrix(axis)
+        assert np.allclose(matrix[row], matrix[searcher.video_ids.index("c7_s5")], atol=1e-6)
+    # the kept rows are the previous generation's rows, unchanged
+    for video_id in ("c0_s0", "c19_s7"):
+        for axis in ("style", "content"):
+            assert np.array_equal(searcher.axis_matrix(axis)[searcher.video_ids.index(video_id)],
+                                  before.axis_matrix(axis)[before.video_ids.index(video_id)])
+
+
+def pq_hash(index_dir: Path, searcher: Searcher, video_id: str) -> str:
+    table = pq.read_table(index_dir / searcher.manifest.ids_file).to_pydict()
+    return table["content_hash"][table["video_id"].index(video_id)]
+
+
+def test_add_refuses_parquet_from_another_run_directory(tmp_path, grid):
+    rows, _ = grid
+    run_dir = write_run(tmp_path / "run", rows[:100])
+    (run_dir / "_runs").mkdir()
+    (run_dir / "_runs" / "run-test.json").write_text(json.dumps({"run_id": "run-test"}))
+    before = build_indexes(run_dir, tmp_path / "index", config())
+    assert add_videos(run_dir, tmp_path / "index", config()).changes["added"] == 0  # its own history: fine
+    # one file swapped for another run directory's (its Parquet metadata names a run this history lacks)
+    foreign = write_run(tmp_path / "other", rows[100:]) / "videos" / "part-00000.parquet"
+    table = pq.read_table(foreign)
+    meta = json.loads(table.schema.metadata[b"styleaxis"])
+    pq.write_table(table.replace_schema_metadata({b"styleaxis": json.dumps({**meta, "run_id": "run-other"})}),
+                   run_dir / "videos" / "part-00001.parquet")
+    with pytest.raises(ValueError, match=r"part-00001\.parquet: written by run run-other, which .*_runs does not list"):
+        add_videos(run_dir, tmp_path / "index", config())
+    # a whole other run directory, with a history of its own, is not the one the index was built from
+    other = write_run(tmp_path / "other2", rows)
+    (other / "_runs").mkdir()
+    (other / "_runs" / "run-test-2.json").write_text(json.dumps({"run_id": "run-test-2"}))
+    for path in (other / "videos").glob("*.parquet"):
+        table = pq.read_table(path)
+        meta = json.loads(table.schema.metadata[b"styleaxis"])
+        pq.write_table(table.replace_schema_metadata({b"styleaxis": json.dumps({**meta, "run_id": "run-test-2"})}),
+                       path)
+    with pytest.raises(ValueError, match=r"the index was built from runs \['run-test'\].*not the run directory"):
+        add_videos(other, tmp_path / "index", config())
+    assert IndexManifest.load(tmp_path / "index").generation == before.generation  # nothing written
+
+
+def test_a_second_writer_is_refused_while_one_holds_the_index(tmp_path, grid):
+    import fcntl
+
+    run_dir = write_run(tmp_path / "run", grid[0])
+    build_indexes(run_dir, tmp_path / "index", config())
+    with open(tmp_path / "index" / LOCK_FILE, "a+") as handle:  # another build, mid-write
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match="another `styleaxis index build` is writing this index"):
+            build_indexes(run_dir, tmp_path / "index", config())
+        with pytest.raises(ValueError, match="another `styleaxis index build`"):
+            add_videos(run_dir, tmp_path / "index", config())
+    assert build_indexes(run_dir, tmp_path / "index", config()).generation == 2  # released: goes ahead
+
+
+def test_a_load_overtaken_by_a_switch_starts_again(tmp_path, grid, monkeypatch):
+    run_dir = write_run(tmp_path / "run", grid[0])
+    build_indexes(run_dir, tmp_path / "index", config())
+    real = Searcher._load
+    calls = []
+
+    def overtaken(index_dir, config, verify):  # the first load reads generation 1, then a build switches
+        calls.append(1)
+        if len(calls) == 1:
+            build_indexes(run_dir, index_dir, IndexConfig(axes=AXES, retire_grace_s=0))
+            raise FileNotFoundError("style.g1.faiss")
+        return real(index_dir, config, verify)
+    monkeypatch.setattr(Searcher, "_load", staticmethod(overtaken))
+    assert Searcher.load(tmp_path / "index").manifest.generation == 2 and len(calls) == 2
 
 
 def test_add_refuses_other_models_and_resize_policy(tmp_path, grid):
@@ -166,9 +274,9 @@ def test_rebuild_switches_generation_atomically(tmp_path, grid):
     run_dir = write_run(tmp_path / "run", grid[0])
     first = build_indexes(run_dir, tmp_path / "index", config())
     reader = Searcher.load(tmp_path / "index")  # a reader of generation 1 keeps working (matrices mapped)
-    second = build_indexes(run_dir, tmp_path / "index", config(factory="IVF8,Flat"))
+    second = build_indexes(run_dir, tmp_path / "index", config(factory="IVF8,Flat", retire_grace_s=0))
     assert second.generation == 2 and not set(first.files) & set(second.files)
-    assert {p.name for p in (tmp_path / "index").iterdir()} == set(second.files) | {MANIFEST_FILE}
+    assert _on_disk(tmp_path / "index") == set(second.files) | {MANIFEST_FILE}  # grace 0: deleted at once
     fresh = Searcher.load(tmp_path / "index")
     assert _ids(reader.search("c0_s0", mode="style", k=3)) == _ids(fresh.search("c0_s0", mode="style", k=3))
 
@@ -276,3 +384,18 @@ def test_gpu_build_and_search_match_cpu(tmp_path, grid):
     for mode in MODES:
         a, b = cpu.search("c0_s0", mode=mode, k=5), gpu.search("c0_s0", mode=mode, k=5)
         assert same_answers(_ids(a), [r.score for r in a], _ids(b), [r.score for r in b], 1e-3)
+
+
+@pytest.mark.parametrize("kind", ["faiss", "npy", "ids"])
+def test_unreadable_index_files_are_named_in_one_line(tmp_path, grid, kind):
+    manifest = build_indexes(write_run(tmp_path / "run", grid[0]), tmp_path / "index", config())
+    target = tmp_path / "index" / {"faiss": manifest.axes["style"].index_file, "npy": manifest.axes["content"].matrix_file,
+                                   "ids": manifest.ids_file}[kind]
+    if kind == "npy":  # an object array: loading it would unpickle
+        np.save(target, np.array([{"payload": 1}], dtype=object), allow_pickle=True)
+    else:
+        target.write_bytes(b"this is not what the manifest says it is\n" * 8)
+    with pytest.raises(IndexIntegrityError) as error:
+        Searcher.load(tmp_path / "index", verify=False)  # without re-hashing, the readers themselves refuse
+    message = str(error.value)
+    assert target.name in message and "\n" not in message and len(message) < 500, message
