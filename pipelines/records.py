@@ -2,8 +2,9 @@
 
 Pure functions (no Beam, no I/O), so the rules are tested directly:
 
-- A keyframe is *degenerate* when it carries no style or content: black (``black``), one flat
-  colour (``constant``), or a vector with NaN/inf (``nonfinite:<descriptor>``). Its row stays in
+- A keyframe is *degenerate* when it carries no style or content: black (``black``: no detail at all,
+  not merely dark; a night sky's stars or a caption on black is detail), one flat colour
+  (``constant``), or a vector with NaN/inf (``nonfinite:<descriptor>``). Its row stays in
   ``keyframes/`` with that reason in ``flag`` and it is left out of the video's vectors.
 - A video's vector per descriptor is the mean of its usable keyframes' L2-normalised vectors
   (:func:`styleaxis.embed.embedder.video_vector`), in frame order so it is reproducible bit for bit.
@@ -31,14 +32,16 @@ class FrameChecks:
     """Thresholds for degenerate frames (8-bit RGB levels).
 
     Attributes:
-        black_level: a frame is ``black`` when at most ``1 - black_share`` of its pixels have a
-            luma (BT.601) above this level; video black is 16 in limited range, 0 in full range.
-        black_share: see ``black_level`` (0.99: a small logo or caption on black still counts as black).
+        black_level: luma (BT.601) a pixel must exceed to be detail; video black is 16 in limited range,
+            0 in full range, and sensor noise in the dark stays below 24.
+        detail_share: a frame is ``black`` when fewer than this share of its pixels exceed
+            ``black_level``. 0.001 (one pixel in a thousand): a star field, a caption or a lit window
+            on black is content, while a fade-in's black frame, with its noise, is not.
         flat_std: a frame is ``constant`` when the standard deviation of all its values is below this.
     """
 
     black_level: float = 24.0
-    black_share: float = 0.99
+    detail_share: float = 0.001
     flat_std: float = 2.0
 
 
@@ -46,7 +49,7 @@ def frame_flag(image: np.ndarray, checks: FrameChecks = FrameChecks()) -> str | 
     """``"black"``, ``"constant"`` or None for an H x W x 3 uint8 RGB frame."""
     pixels = image.reshape(-1, 3).astype(np.float32)
     luma = pixels @ np.array([0.299, 0.587, 0.114], np.float32)
-    if np.mean(luma <= checks.black_level) >= checks.black_share:
+    if np.mean(luma > checks.black_level) < checks.detail_share:
         return "black"
     if float(pixels.std()) < checks.flat_std:
         return "constant"

@@ -96,6 +96,7 @@ EXPECTED = {
     "vfr": ("ok", None),
     "huge": ("ok", None),
     "fade_in": ("ok", None),
+    "night_text": ("ok", None),
     "still": ("ok", None),
     "streamed_cut": ("partial", "header declares 3.000 s"),
     "corrupt_middle": ("partial", "header declares 3.000 s"),
@@ -134,6 +135,10 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     fade[0] = np.zeros_like(fade[0])
     files["fade_in"] = write_video(root / "fade_in.mp4", fade, FPS, gop=4)
     files["black"] = write_video(root / "black.mp4", [np.zeros((64, 96, 3), np.uint8)] * 12, FPS, gop=4)
+    night = np.full((12, 64, 96, 3), 14, np.uint8)  # a dark-themed clip: one line of light text moving down
+    for i, frame in enumerate(night):
+        frame[10 + 3 * i: 12 + 3 * i, 20:44] = 230  # 0.8 % of the pixels: the old "99 % dark" rule said black
+    files["night_text"] = write_video(root / "night_text.mp4", list(night), FPS, gop=4)
     Image.fromarray(_texture(1, 80, 60, seed=6)[0]).save(root / "still.png")
     files["still"] = root / "still.png"
     streamable = write_video(root / "source.mkv", _texture(12, seed=7), FPS, gop=4)

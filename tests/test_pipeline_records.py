@@ -15,10 +15,14 @@ META = {"video_id": "v", "uri": "/x/v.mp4", "content_hash": "h", "duration_s": 2
 def test_frame_flag_black_constant_and_textured() -> None:
     black = np.zeros((64, 96, 3), np.uint8)
     assert frame_flag(black) == "black"
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 20, black.shape).astype(np.uint8)  # a dark sensor's noise: still no detail
+    assert frame_flag(noise) == "black"
+    speck = black.copy()
+    speck[0, :3] = 255  # 3 pixels in 6144: a dead pixel, not content
+    assert frame_flag(speck) == "black"
     captioned = black.copy()
-    captioned[62:, :15] = 255  # 0.5 % of the pixels: a caption on black is still black
-    assert frame_flag(captioned) == "black"
-    captioned[50:, :] = 255  # 22 % bright: a real frame
+    captioned[58:62, 10:40] = 255  # 2 % of the pixels: a dark-themed clip with text is content
     assert frame_flag(captioned) is None
     grey = np.full((64, 96, 3), 128, np.uint8)
     assert frame_flag(grey) == "constant"
@@ -26,6 +30,27 @@ def test_frame_flag_black_constant_and_textured() -> None:
     assert frame_flag(noisy) == "constant"
     assert frame_flag(noisy, FrameChecks(flat_std=0.5)) is None
     assert frame_flag(data.astronaut()[:64, :96]) is None
+
+
+@pytest.mark.parametrize("scene", ["night_sky", "space", "dark_text"])
+def test_dark_content_is_not_black(scene: str) -> None:
+    """Dark but not empty: a night sky (hubble_deep_field darkened to mean luma ~12, stars kept), a few stars on
+    black (space footage), and light text on a dark theme, all well under the old '99% of pixels dark' line."""
+    rng = np.random.default_rng(1)
+    if scene == "night_sky":  # the brightest 0.5 % of the deep field's pixels, on a dim painted sky
+        sky = data.hubble_deep_field()[:256, :384]
+        bright = sky.astype(np.float32).mean(axis=2) > np.percentile(sky.mean(axis=2), 99.5)
+        frame = np.where(bright[..., None], sky, rng.integers(8, 16, sky.shape)).astype(np.uint8)
+    elif scene == "space":
+        frame = rng.integers(0, 12, (256, 384, 3)).astype(np.uint8)
+        stars = rng.integers(0, 256 * 384, 150)  # 0.15 % of the pixels
+        frame.reshape(-1, 3)[stars] = 230
+    else:
+        frame = np.full((256, 384, 3), 18, np.uint8)
+        frame[120:126, 40:200] = 235  # one line of text: 1 % of the pixels
+    luma = frame.reshape(-1, 3).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    assert luma.mean() < 25 and np.mean(luma <= 24) >= 0.99  # what the old rule called black
+    assert frame_flag(frame) is None
 
 
 def test_style_stability_is_mean_cosine_to_the_mean_direction() -> None:
