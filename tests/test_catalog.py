@@ -11,7 +11,9 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from styleaxis.cli_catalog import commands
+from styleaxis.cli.common import CliGroup
+from styleaxis.cli.eval import catalog, retrieval
+from styleaxis.cli.train import content_head
 from styleaxis.embed.descriptors import DESCRIPTORS
 from styleaxis.embed.embedder import EmbedConfig, Embedder, video_vector
 from styleaxis.embed.images import resize_short_side
@@ -21,6 +23,9 @@ from styleaxis.eval.catalog import (FILTERS, SPLITS, CatalogConfig, apply_style,
 from styleaxis.eval.retrieval import per_query_metrics
 from styleaxis.media.video import KeyframePolicy, read_keyframes
 from styleaxis.media.write import write_video
+
+#: `styleaxis eval catalog`, `eval retrieval` and `train content-head` in one group, with the CLI's error mapping
+commands = CliGroup(commands=[catalog, retrieval, content_head])
 
 TINY = CatalogConfig(split="hard", contents=("astronaut", "coffee", "camera"),
                      styles=("identity", "cin26-02", "photo-gravel"), short_side=64)

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from styleaxis.cli_eval import eval_group
+from styleaxis.cli.eval import eval_group
 from styleaxis.demo import sample_photos
 from styleaxis.embed.registry import load_model
 from styleaxis.eval.report import aggregate, load_run, neighbours_html, write_report

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from test_index import make_catalogue, write_run
 
-from styleaxis.cli_base import CliGroup
-from styleaxis.cli_index import index, serve
+from styleaxis.cli.common import CliGroup
+from styleaxis.cli.index import index, serve
 from styleaxis.index.manifest import IndexManifest
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from styleaxis.cli_methods import commands
+from styleaxis.cli.train import train as commands
 from styleaxis.stylize.adain import load_decoder
 from styleaxis.stylize.mrf import extract_patches
 from styleaxis.stylize.style_swap import (InverseTrainConfig, StyleSwapConfig, style_swap, stylizer, swap_transfer, train)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 from skimage import data
 
-from styleaxis.cli_methods import commands
+from styleaxis.cli.train import train as commands
 from styleaxis.stylize.cin import style_vector
 from styleaxis.embed.functional import gram
 from styleaxis.stylize.johnson import run_padded

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 from skimage import data
 
-from styleaxis.cli_stylize import commands
+from styleaxis.cli import main as commands
 from styleaxis.embed.descriptors import STYLE_TAPS
 from styleaxis.stylize.losses import in_stats_distance
 from styleaxis.embed.registry import load_model

@@ -1,4 +1,8 @@
-"""The ``styleaxis`` command line: parse, build a config, call the public API, map errors to one line.
+"""The ``styleaxis`` command: the root group, ``embed``, ``query``, ``models`` and ``demo``.
+
+The other groups live in one module each (:mod:`.index`, :mod:`.stylize`, :mod:`.train`, :mod:`.eval`)
+and are attached here. Each command parses its options, builds a config, calls the public API and maps
+errors to one line.
 
 Every command has ``--help``. Errors a user can cause (missing files, bad arguments, a file that is
 not what it claims) end with exit code 1 and one line naming the problem; usage errors exit 2.
@@ -7,14 +11,17 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from styleaxis import __version__
-from styleaxis.cli_base import CliGroup
+from styleaxis.cli.common import CliGroup, split_names
+from styleaxis.cli.eval import eval_group
+from styleaxis.cli.index import index, serve
+from styleaxis.cli.stylize import stylize
+from styleaxis.cli.train import train
 
 MODES = ("same-style-different-content", "same-content-different-style", "style", "content")
 
@@ -86,13 +93,12 @@ def embed(inputs: tuple[str, ...], out_dir: str, manifests: tuple[str, ...], sho
 
     if not inputs and not manifests:
         raise click.UsageError("give INPUTS (files, folders, globs) or --manifest")
-    split = lambda text: tuple(part.strip() for part in text.split(",") if part.strip())  # noqa: E731
     config = PipelineConfig(
         out_dir=out_dir,
-        embed=EmbedConfig(descriptors=split(descriptors), short_side=short_side, batch_size=batch_size,
+        embed=EmbedConfig(descriptors=split_names(descriptors), short_side=short_side, batch_size=batch_size,
                           device=device, precision=precision),
         policy=KeyframePolicy(max_keyframes=max_keyframes, min_gap_s=min_gap),
-        decoders=split(decoders),
+        decoders=split_names(decoders),
         decode_timeout_s=decode_timeout or None,
         hash_mode=hash_mode,
         force=force,
@@ -213,23 +219,5 @@ def demo(out_dir: Path, query_clip: str, quiet: bool) -> None:
     click.echo(f"report: {result['report']}")
 
 
-def _attach_command_modules() -> None:
-    """Command groups that live in their own modules (one per area), attached to ``styleaxis``."""
-    from styleaxis.cli_catalog import catalog, content_head, retrieval
-    from styleaxis.cli_eval import eval_group
-    from styleaxis.cli_index import index, serve
-    from styleaxis.cli_methods import train_johnson, train_stylebank, train_swap_inverse
-    from styleaxis.cli_stylize import stylize, train
-
-    for command in (catalog, retrieval):
-        eval_group.add_command(command)
-    for command in (content_head, train_johnson, train_stylebank, train_swap_inverse):
-        train.add_command(command)
-    for command in (eval_group, index, serve, stylize, train):
-        main.add_command(command)
-
-
-_attach_command_modules()
-
-if __name__ == "__main__":
-    sys.exit(main())
+for _command in (eval_group, index, serve, stylize, train):
+    main.add_command(_command)

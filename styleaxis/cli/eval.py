@@ -1,7 +1,4 @@
-"""`styleaxis eval ...`: EC metrics, SSIM and the analysts' report from the command line.
-
-The lead attaches :data:`eval_group` to the main group with ``main.add_command(eval_group)``.
-"""
+"""``styleaxis eval ...``: EC metrics, SSIM, the analysts' report, labelled catalogues and retrieval metrics."""
 from __future__ import annotations
 
 import json
@@ -15,11 +12,12 @@ from typing import Any
 import click
 import pandas as pd
 
-from styleaxis.cli_base import CliGroup
+from styleaxis.cli.common import CliGroup, split_names
 
 __all__ = ["eval_group", "nearest_neighbours"]
 
 _PATH = click.Path(exists=True, path_type=Path)
+_SPLITS = ("easy", "hard", "unseen", "train")
 
 
 @click.group("eval", cls=CliGroup)
@@ -178,3 +176,84 @@ def report(run_dir: Path, out_dir: Path | None, index_dir: Path | None, queries:
     neighbours = nearest_neighbours(index_dir, list(queries), k) if index_dir is not None else None
     page = write_report(table, out_dir or run_dir / "report", neighbours, ReportConfig(title=title), notes)
     click.echo(f"{len(table)} items; report: {page}")
+
+
+@eval_group.command("catalog")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for images/ and catalog.csv (an interrupted build resumes).")
+@click.option("--split", type=click.Choice(_SPLITS), default="easy", show_default=True,
+              help="easy: pixel-aligned stylisations; hard: each item mildly cropped, flipped and down-scaled "
+                   "before stylisation; unseen: hard, with colour grades and filters as styles; train: photos "
+                   "and styles disjoint from the others, for `train content-head`.")
+@click.option("--contents", default=None, help="Comma-separated photo names instead of the split's.")
+@click.option("--styles", default=None, help="Comma-separated style names instead of the split's "
+                                             "(identity, cin26-NN, photo-NAME, or a filter).")
+@click.option("--short-side", type=click.IntRange(min=32), default=256, show_default=True,
+              help="Photos' short side in pixels (augmented items are at most this).")
+@click.option("--views", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Augmented copies per (content, style) (hard, unseen and train splits).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of augmentations and random filters.")
+def catalog(out_dir: Path, split: str, contents: str | None, styles: str | None, short_side: int, views: int,
+            seed: int) -> None:
+    """Write a labelled catalogue: images of known content and style, and catalog.csv (path, content, style).
+
+    Contents are photos that ship with scikit-image, scikit-learn and matplotlib; styles are made on the spot
+    by the offline models (cin26 styles, arbitrary stylisation with other photos as style images, the
+    original as `identity`) or, in the unseen split, by classic filters and colour grades.
+    """
+    from styleaxis.eval.catalog import CatalogConfig, build_catalog
+
+    config = CatalogConfig(split=split, contents=split_names(contents) or None,
+                           styles=split_names(styles) or None, short_side=short_side,
+                           views=views, seed=seed)
+    csv = build_catalog(out_dir, config)
+    click.echo(f"{len(config.items)} images; catalogue: {csv}")
+
+
+@eval_group.command("retrieval")
+@click.option("--catalog", "catalog_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="catalog.csv with columns path, content, style (images or videos; paths "
+                                  "relative to the CSV).")
+@click.option("--descriptors", default="style_in,style_cin,style_eff,content", show_default=True,
+              help="Comma-separated descriptors to embed. The axes are the index's defaults (style: style_eff, "
+                   "content-relative; content: content) when embedded, else every style* / other descriptor; "
+                   "each remaining descriptor is also scored alone.")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Cut-off of P@k and leakage.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write retrieval.json, retrieval.csv, per_style.csv and per_style.png here.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (table and per-style breakdown) instead of text.")
+@click.option("--short-side", type=click.IntRange(min=32), default=256, show_default=True,
+              help="Frames are resized to this short side before embedding.")
+@click.option("--max-keyframes", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Key frames averaged per video row.")
+def retrieval(catalog_csv: Path, descriptors: str, k: int, out_dir: Path | None, as_json: bool, short_side: int,
+              max_keyframes: int) -> None:
+    """Embed a labelled catalogue and score both axes.
+
+    SSDC-P@k (style axis): of the k nearest items whose content differs from the query's, the share with the
+    query's style. SCDS-P@k (content axis): of the k nearest whose style differs, the share with the query's
+    content. mAP per axis, and leakage: the share of the style axis's top k that shares content but not style
+    (and the converse). Each metric is shown with its chance level; a per-style breakdown follows.
+    """
+    from styleaxis.embed.embedder import EmbedConfig
+    from styleaxis.eval.catalog import embed_catalog, read_catalog
+    from styleaxis.eval.retrieval import DEFAULT_AXES, axis_of, evaluate
+
+    names = split_names(descriptors)
+    table = read_catalog(catalog_csv)
+    vectors = embed_catalog(table, EmbedConfig(descriptors=names, short_side=short_side), max_keyframes,
+                            progress=not as_json)
+    axes = {axis: DEFAULT_AXES[axis] if set(DEFAULT_AXES[axis]) <= set(names)
+            else tuple(n for n in names if axis_of(n) == axis) for axis in ("style", "content")}
+    extra = [n for n in names if not any(n in used for used in axes.values())]
+    report = evaluate(vectors, table["content"], table["style"], axes, k=k, extra=extra)
+    if out_dir is not None:
+        report.save(out_dir)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    fmt = {"float_format": lambda v: f"{v:.3f}"}
+    click.echo(f"{len(table)} items, {table['content'].nunique()} contents, {table['style'].nunique()} styles")
+    click.echo(report.table.to_string(index=False, **fmt))
+    click.echo("\nper query style:")
+    click.echo(report.per_style.to_string(**fmt))

@@ -1,7 +1,6 @@
-"""Command line for the indexes: `styleaxis index build|audit` and `styleaxis serve`.
+"""``styleaxis index build|audit`` and ``styleaxis serve``: the indexes and their HTTP service.
 
-Thin: options -> IndexConfig / SearchConfig -> styleaxis.index. The lead attaches `index` and
-`serve` to the main group (main.add_command); errors map to one line through CliGroup.
+Thin: options -> IndexConfig / SearchConfig / ServiceConfig -> :mod:`styleaxis.index`.
 """
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from styleaxis.cli_base import CliGroup
+from styleaxis.cli.common import CliGroup, split_names
 
 __all__ = ["index", "serve"]
 
@@ -70,8 +69,7 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
         raise click.UsageError("--add and --rebuild exclude each other")
     out = out_dir or run_dir / "index"
     exists = (out / MANIFEST_FILE).exists()
-    axes = {axis: tuple(name.strip() for name in names.split(",") if name.strip())
-            for axis, names in (("style", style), ("content", content))}
+    axes = {"style": split_names(style), "content": split_names(content)}
     try:
         config = IndexConfig(axes=axes, factory=factory, memory_budget_gb=memory_budget_gb, whiten=whiten,
                              shards=shards, hubness_k=hubness_k, target_recall=target_recall,

@@ -1,9 +1,7 @@
-"""The ``styleaxis stylize`` command and the ``styleaxis train`` group (``train adain``, ``train cin``).
+"""``styleaxis stylize``: stylise an image or a video with one of eight methods.
 
-Each command parses its options into the library's config dataclass and calls the public API
-(:mod:`styleaxis.stylize.stylize`, :mod:`styleaxis.pipelines.stylize_video`,
-:mod:`styleaxis.stylize.adain`, :mod:`styleaxis.stylize.cin`). The main CLI attaches ``stylize`` and
-``train``; :data:`commands` groups them for testing with the same error mapping.
+Parses the options into :class:`~styleaxis.stylize.config.StylizeConfig` and calls the public API
+(:mod:`styleaxis.stylize.stylize`, :mod:`styleaxis.pipelines.stylize_video`).
 """
 from __future__ import annotations
 
@@ -13,12 +11,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from styleaxis.cli_base import CliGroup
+from styleaxis.cli.common import set_threads
 
 if TYPE_CHECKING:  # torch loads only when a command runs, so --help stays fast
     import torch
 
-__all__ = ["commands", "stylize", "train"]
+__all__ = ["stylize"]
 
 _METHODS = ("gatys", "adain", "cin", "arbitrary", "johnson", "stylebank", "swap", "mrf")
 
@@ -32,19 +30,7 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-@click.group(cls=CliGroup)
-def commands() -> None:
-    """Stylisation and training commands (attached to `styleaxis` as `stylize` and `train`)."""
-
-
-@commands.command("stylize")
+@click.command("stylize")
 @click.option("--method", type=click.Choice(_METHODS), required=True,
               help="gatys: optimisation (slow); adain: encoder-AdaIN-decoder; cin: learnt styles (cin26 or a "
                    "trained file); arbitrary: style predictor + CIN transformer; johnson: a trained feed-forward "
@@ -111,7 +97,7 @@ def stylize(method: str, content: Path, styles: tuple[Path, ...], style_id: int 
     from styleaxis.stylize.stylize import StylizeConfig, make_stylizer
     from styleaxis.embed.training import IMAGE_SUFFIXES
 
-    _set_threads(threads)
+    set_threads(threads)
     optim = {"encoder": encoder, "steps": steps, "optimizer": optimizer, "init": init}
     if tv_weight is not None:
         optim["tv_weight"] = tv_weight
@@ -166,108 +152,3 @@ def _stylize_image(run: Callable[[torch.Tensor], torch.Tensor], content: Path, o
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
     image.save(tmp)
     os.replace(tmp, out)
-
-
-@commands.group("train", cls=CliGroup)
-def train() -> None:
-    """Train networks on your own images: AdaIN decoder, N-style CIN, Johnson, StyleBank, style-swap inverse,
-    and the content head of the content axis. Each run folder resumes when given again."""
-
-
-_common = [
-    click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
-                 help="Run folder (checkpoints/, previews/, the exported model, losses.json). "
-                      "Run again with the same folder to resume."),
-    click.option("--steps", type=click.IntRange(min=1), required=True, help="Total optimisation steps."),
-    click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True),
-    click.option("--resize", type=click.IntRange(min=8), default=512, show_default=True,
-                 help="Content images' short side before cropping."),
-    click.option("--crop", type=click.IntRange(min=8), default=256, show_default=True, help="Random crop side."),
-    click.option("--encoder", default="vgg16-hed", show_default=True, help="Loss network by registry name."),
-    click.option("--checkpoint-every", type=click.IntRange(min=0), default=1000, show_default=True),
-    click.option("--preview-every", type=click.IntRange(min=0), default=500, show_default=True),
-    click.option("--seed", type=int, default=0, show_default=True),
-    click.option("--device", default="cpu", show_default=True, help="cpu or cuda."),
-    click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads."),
-    click.option("--no-resume", is_flag=True, help="Refuse to continue an existing run (start a new out dir)."),
-    click.option("--quiet", is_flag=True, help="No progress bar."),
-]
-
-
-def _with_common(f):
-    for option in reversed(_common):
-        f = option(f)
-    return f
-
-
-def _refuse_existing(out_dir: str, no_resume: bool) -> None:
-    if no_resume and (Path(out_dir) / "checkpoints").is_dir() and any((Path(out_dir) / "checkpoints").iterdir()):
-        raise click.UsageError(f"{out_dir} already holds checkpoints; drop --no-resume to continue that run")
-
-
-@train.command("adain")
-@click.option("--content", "content_dir", type=click.Path(exists=True, file_okay=False), required=True,
-              help="Folder of content images (e.g. MS-COCO).")
-@click.option("--style", "style_dir", type=click.Path(exists=True, file_okay=False), required=True,
-              help="Folder of style images (e.g. WikiArt).")
-@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate.")
-@click.option("--lr-decay", type=float, default=5e-5, show_default=True, help="lr / (1 + decay * step).")
-@click.option("--content-weight", type=float, default=1.0, show_default=True)
-@click.option("--style-weight", type=float, default=10.0, show_default=True)
-@click.option("--half", is_flag=True, help="Export the decoder in fp16 (half the size).")
-@_with_common
-def train_adain_cmd(content_dir: str, style_dir: str, lr: float, lr_decay: float, content_weight: float,
-                    style_weight: float, half: bool, out_dir: str, steps: int, batch_size: int, resize: int,
-                    crop: int, encoder: str, checkpoint_every: int, preview_every: int, seed: int, device: str,
-                    threads: int | None, no_resume: bool, quiet: bool) -> None:
-    """Train an AdaIN decoder (Huang & Belongie 2017): content loss on the AdaIN target at relu4_1, style
-    loss on IN mean/std of relu1_1..relu4_1; checkpoints with sha256, resumable, previews."""
-    from styleaxis.stylize.adain import AdaINTrainConfig, train as train_adain
-
-    _set_threads(threads)
-    _refuse_existing(out_dir, no_resume)
-    config = AdaINTrainConfig(content_dir=content_dir, style_dir=style_dir, out_dir=out_dir, encoder=encoder,
-                              resize=resize, crop=crop, batch_size=batch_size, lr=lr, lr_decay=lr_decay,
-                              content_weight=content_weight, style_weight=style_weight, steps=steps,
-                              checkpoint_every=checkpoint_every, preview_every=preview_every, seed=seed,
-                              device=device, half=half)
-    result = train_adain(config, progress=not quiet)
-    last = result.history[-1].tolist() if len(result.history) else []
-    click.echo(f"decoder {result.decoder_path} (sha256 {result.sha256}) after {result.step} steps; "
-               f"last losses total/content/style {', '.join(f'{v:.4g}' for v in last)}")
-
-
-@train.command("cin")
-@click.option("--style", "styles", multiple=True, type=click.Path(exists=True), required=True,
-              help="Style image, or a folder of them; one style per image. Repeat.")
-@click.option("--content", "content_dir", type=click.Path(exists=True, file_okay=False), required=True,
-              help="Folder of content images.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--content-weight", type=float, default=1.0, show_default=True)
-@click.option("--style-weight", type=float, default=10.0, show_default=True)
-@click.option("--tv-weight", type=float, default=0.0, show_default=True)
-@click.option("--style-size", type=click.IntRange(min=8), default=256, show_default=True,
-              help="Short side of the style images for their Gram matrices.")
-@click.option("--init", "init", type=click.Choice(["cin26", "random"]), default="cin26", show_default=True,
-              help="Start from cin26's body or from scratch.")
-@click.option("--train-body/--tables-only", default=False, show_default=True,
-              help="Train the convolutions too, or only the per-style gamma/beta tables.")
-@_with_common
-def train_cin_cmd(styles: tuple[str, ...], content_dir: str, lr: float, content_weight: float, style_weight: float,
-                  tv_weight: float, style_size: int, init: str, train_body: bool, out_dir: str, steps: int,
-                  batch_size: int, resize: int, crop: int, encoder: str, checkpoint_every: int, preview_every: int,
-                  seed: int, device: str, threads: int | None, no_resume: bool, quiet: bool) -> None:
-    """Train an N-style conditional instance norm network (Dumoulin et al. 2017) with Gram-matrix
-    perceptual losses; use it with `styleaxis stylize --method cin --model OUT/cin.pth --style-id N`."""
-    from styleaxis.stylize.cin import CINTrainConfig, train as train_cin
-
-    _set_threads(threads)
-    _refuse_existing(out_dir, no_resume)
-    config = CINTrainConfig(styles=styles, content_dir=content_dir, out_dir=out_dir, encoder=encoder,
-                            content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-                            resize=resize, crop=crop, style_size=style_size, batch_size=batch_size, lr=lr,
-                            steps=steps, init=init, train_body=train_body, checkpoint_every=checkpoint_every,
-                            preview_every=preview_every, seed=seed, device=device)
-    result = train_cin(config, progress=not quiet)
-    click.echo(f"CIN network {result.model_path} (sha256 {result.sha256}), {len(config.styles)} style "
-               f"input(s), {result.step} steps")
