@@ -11,7 +11,7 @@ VP9 GOP 30 and AV1 GOP 30. Every strategy returns the same frames, so the rates 
   index costs), decord `get_batch` per frame / PyAV `seek` + decode forward.
 - full: decode every frame in order and keep the wanted ones.
 - read_keyframes: the product call (index scan + selection + decode + RGB), in-process and through the
-  persistent decoder process of styleaxis.pipelines.isolation (the per-video cost of the process
+  persistent decoder process of styleaxis.media.isolation (the per-video cost of the process
   boundary is the difference).
 
 Rates are selected frames per second of wall time, including opening the file; median of --repeats.
@@ -34,7 +34,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from styleaxis.pipelines.isolation import IsolatedCall
+from styleaxis.media.isolation import IsolatedCall
 from styleaxis.media.video import KeyframePolicy, read_keyframes
 from styleaxis.media.write import write_video
 

@@ -96,7 +96,7 @@ def run_bare(clips_dir: Path, n: int, short_side: int, device: str) -> dict:
     from styleaxis.embed.embedder import EmbedConfig, Embedder
     from styleaxis.embed.images import resize_short_side
     from styleaxis.pipelines.beam import PipelineConfig
-    from styleaxis.pipelines.isolation import IsolatedCall
+    from styleaxis.media.isolation import IsolatedCall
     from styleaxis.media.video import read_keyframes
 
     config = PipelineConfig(out_dir=Path(tempfile.gettempdir()))

@@ -9,7 +9,7 @@ One element is one video, from decoding to the sink: its keyframes are embedded 
 (no CoGroupByKey over the catalogue) and a video's vectors never depend on which other videos
 shared its batch. A video that cannot be decoded or embedded flows on as a ``failed`` row with the
 error: the dead letters land in ``videos/``, and one bad file never stops the job. Decoding runs in
-a persistent child process with a time limit (:mod:`styleaxis.pipelines.isolation`), so a decoder
+a persistent child process with a time limit (:mod:`styleaxis.media.isolation`), so a decoder
 that hangs or crashes costs one ``failed`` row. The writer stages complete shards as it goes; the
 driver commits them when the pipeline ends, and the next run commits what a killed run staged
 (:mod:`styleaxis.pipelines.store`).
@@ -40,7 +40,7 @@ from styleaxis.embed.embedder import EmbedConfig, Embedder
 from styleaxis.embed.schema import keyframes_schema, videos_schema
 
 from .dataset import committed_identity, completed_videos
-from .isolation import CallCrashed, CallTimedOut, IsolatedCall
+from styleaxis.media.isolation import CallCrashed, CallTimedOut, IsolatedCall
 from .records import FrameChecks, frame_flag, video_rows
 from .store import commit, recover, run_lock, write_run_log, write_shard
 from ..media.video import (BACKENDS, DEFAULT_MAX_SIDE, DEFAULT_PREFER, DecodeError, DecodeResult, Keyframe,

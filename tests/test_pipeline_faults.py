@@ -21,7 +21,7 @@ from PIL import Image
 from skimage import data
 
 from styleaxis.pipelines.inputs import expand_inputs
-from styleaxis.pipelines.isolation import CallCrashed, CallTimedOut, IsolatedCall
+from styleaxis.media.isolation import CallCrashed, CallTimedOut, IsolatedCall
 from styleaxis.media.video import KeyframePolicy, read_keyframes
 from styleaxis.media.write import write_video
 
