@@ -11,14 +11,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from styleaxis.cli.common import set_threads
+from styleaxis.cli.common import GroupedCommand, module_constant, option, set_threads
 
 if TYPE_CHECKING:  # torch loads only when a command runs, so --help stays fast
     import torch
 
 __all__ = ["stylize"]
 
-_METHODS = ("gatys", "adain", "cin", "arbitrary", "johnson", "stylebank", "swap", "mrf")
+_CONFIG = "styleaxis.stylize.config.StylizeConfig"
+#: the optimisation settings --steps, --optimizer, --init and --encoder set (for gatys, mrf and swap alike)
+_OPTIM = "styleaxis.stylize.config.GatysConfig"
+_METHODS = module_constant("styleaxis.stylize.config", "METHODS")
 
 
 def _floats(text: str | None) -> tuple[float, ...] | None:
@@ -30,55 +33,55 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
 
 
-@click.command("stylize")
-@click.option("--method", type=click.Choice(_METHODS), required=True,
-              help="gatys: optimisation (slow); adain: encoder-AdaIN-decoder; cin: learnt styles (cin26 or a "
-                   "trained file); arbitrary: style predictor + CIN transformer; johnson: a trained feed-forward "
-                   "network; stylebank: a trained network's filter banks; swap: patch swap at relu3_1 (inverse "
-                   "network or optimisation); mrf: CNNMRF optimisation.")
-@click.option("--content", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="Content image, or a video (stylised frame by frame, audio kept).")
-@click.option("--style", "styles", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Style image (gatys, adain, arbitrary, swap, mrf). Repeat for adain style interpolation or masks.")
-@click.option("--style-id", type=int, default=None,
-              help="cin: the learnt style to apply (cin26: 0..25); stylebank: the bank.")
-@click.option("--style-weights", default=None,
-              help="Comma-separated weights: cin and stylebank, over their styles (a mix); adain, over the "
-                   "--style images.")
-@click.option("--alpha", type=click.FloatRange(0, 1), default=1.0, show_default=True,
-              help="Content-style trade-off, 1 = full style (gatys, adain, arbitrary, swap, mrf).")
-@click.option("--model", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="adain: a decoder file from `train adain` (default: the shipped decoder); "
-                   "cin: a network from `train cin` (default: cin26); johnson, stylebank: the network from "
-                   "`train johnson` / `train stylebank` (required); swap: an inverse network from "
-                   "`train swap-inverse` (default: decode by optimisation).")
-@click.option("--mask", "masks", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="adain spatial control: one mask image per --style (white = that style).")
-@click.option("--preserve-color", type=click.Choice(["luminance", "histogram"]), default=None,
-              help="adain/arbitrary: keep the content's colours (luminance transfer or colour matching).")
-@click.option("--size", type=click.IntRange(min=8), default=None,
-              help="Resize the content (images and video frames) to this short side first.")
-@click.option("--style-size", type=click.IntRange(min=8), default=512, show_default=True,
-              help="Short side the style images are resized to (arbitrary always uses 256x256).")
-@click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True,
-              help="gatys, mrf, swap without --model: optimiser steps (L-BFGS: 10 evaluations each).")
-@click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default="lbfgs", show_default=True,
-              help="gatys, mrf, swap: optimiser.")
-@click.option("--init", "init", type=click.Choice(["content", "noise"]), default="content", show_default=True,
-              help="gatys, mrf, swap: start from the content image or noise.")
-@click.option("--style-weight", type=float, default=None,
-              help="gatys: style loss weight (default 10); mrf: MRF loss weight (default 1).")
-@click.option("--tv-weight", type=float, default=None,
-              help="gatys, mrf, swap: total variation weight (defaults 0, 0, 10).")
-@click.option("--encoder", default="vgg16-hed", show_default=True,
-              help="gatys, mrf, swap: VGG by registry name (vgg19 too).")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output image or video file.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Video frames stylised together.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.command("stylize", cls=GroupedCommand)
+@option("model", "--method", type=click.Choice(_METHODS), required=True,
+        help="gatys: optimisation (slow); adain: encoder-AdaIN-decoder; cin: learnt styles (cin26 or a "
+             "trained file); arbitrary: style predictor + CIN transformer; johnson: a trained feed-forward "
+             "network; stylebank: a trained network's filter banks; swap: patch swap at relu3_1 (inverse "
+             "network or optimisation); mrf: CNNMRF optimisation.")
+@option("input", "--content", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+        help="Content image, or a video (stylised frame by frame, audio kept).")
+@option("input", "--style", "styles", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Style image (gatys, adain, arbitrary, swap, mrf). Repeat for adain style interpolation or masks.")
+@option("input", "--style-id", type=int, mirrors=(_CONFIG, "style_id"),
+        help="cin: the learnt style to apply (cin26: 0..25); stylebank: the bank.")
+@option("input", "--style-weights", default=None,
+        help="Comma-separated weights: cin and stylebank, over their styles (a mix); adain, over the "
+             "--style images.")
+@option("model", "--alpha", type=click.FloatRange(0, 1), mirrors=(_CONFIG, "alpha"), show_default=True,
+        help="Content-style trade-off, 1 = full style (gatys, adain, arbitrary, swap, mrf).")
+@option("model", "--model", type=click.Path(exists=True, dir_okay=False), default=None,
+        help="adain: a decoder file from `train adain` (default: the shipped decoder); "
+             "cin: a network from `train cin` (default: cin26); johnson, stylebank: the network from "
+             "`train johnson` / `train stylebank` (required); swap: an inverse network from "
+             "`train swap-inverse` (default: decode by optimisation).")
+@option("input", "--mask", "masks", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="adain spatial control: one mask image per --style (white = that style).")
+@option("model", "--preserve-color", type=click.Choice(["luminance", "histogram"]), default=None,
+        help="adain/arbitrary: keep the content's colours (luminance transfer or colour matching).")
+@option("input", "--size", type=click.IntRange(min=8), default=None,
+        help="Resize the content (images and video frames) to this short side first.")
+@option("input", "--style-size", type=click.IntRange(min=8), mirrors=(_CONFIG, "style_size"), show_default=True,
+        help="Short side the style images are resized to (arbitrary always uses 256x256).")
+@option("model", "--steps", type=click.IntRange(min=1), mirrors=(_OPTIM, "steps"), show_default=True,
+        help="gatys, mrf, swap without --model: optimiser steps (L-BFGS: 10 evaluations each).")
+@option("model", "--optimizer", type=click.Choice(["lbfgs", "adam"]), mirrors=(_OPTIM, "optimizer"), show_default=True,
+        help="gatys, mrf, swap: optimiser.")
+@option("model", "--init", "init", type=click.Choice(["content", "noise"]), mirrors=(_OPTIM, "init"), show_default=True,
+        help="gatys, mrf, swap: start from the content image or noise.")
+@option("model", "--style-weight", type=float, default=None,
+        help="gatys: style loss weight (default 10); mrf: MRF loss weight (default 1).")
+@option("model", "--tv-weight", type=float, default=None,
+        help="gatys, mrf, swap: total variation weight (defaults 0, 0, 10).")
+@option("model", "--encoder", mirrors=(_OPTIM, "encoder"), show_default=True,
+        help="gatys, mrf, swap: VGG by registry name (vgg19 too).")
+@option("output", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+        help="Output image or video file.")
+@option("performance", "--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+        help="Video frames stylised together.")
+@option("performance", "--device", mirrors=(_CONFIG, "device"), show_default=True, help="cpu or cuda.")
+@option("performance", "--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+@option("output", "--quiet", is_flag=True, help="No progress bar.")
 def stylize(method: str, content: Path, styles: tuple[Path, ...], style_id: int | None, style_weights: str | None,
             alpha: float, model: str | None, masks: tuple[Path, ...], preserve_color: str | None, size: int | None,
             style_size: int, steps: int, optimizer: str, init: str, style_weight: float | None, tv_weight: float,

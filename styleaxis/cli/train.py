@@ -6,14 +6,25 @@ the library's config dataclass and calls its ``train`` function; a run folder gi
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from styleaxis.cli.common import CliGroup, set_threads
+from styleaxis.cli.common import CliGroup, option, set_threads
 
 __all__ = ["train"]
+
+_ADAIN = "styleaxis.stylize.adain.AdaINTrainConfig"
+_CIN = "styleaxis.stylize.cin.CINTrainConfig"
+_JOHNSON = "styleaxis.stylize.johnson.JohnsonTrainConfig"
+_STYLEBANK = "styleaxis.stylize.stylebank.StyleBankTrainConfig"
+_INVERSE = "styleaxis.stylize.style_swap.InverseTrainConfig"
+_HEAD = "styleaxis.embed.content_head.ContentHeadTrainConfig"
+#: the command line's batch size for Johnson, StyleBank and the style-swap inverse (their configs say 4,
+#: Johnson et al.'s; the command has always used 8, like AdaIN's and CIN's)
+_CLI_BATCH_SIZE = 8
 
 
 @click.group("train", cls=CliGroup)
@@ -22,30 +33,40 @@ def train() -> None:
     and the content head of the content axis. Each run folder resumes when given again."""
 
 
-_common = [
-    click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
-                 help="Run folder (checkpoints/, previews/, the exported model, losses.json). "
-                      "Run again with the same folder to resume."),
-    click.option("--steps", type=click.IntRange(min=1), required=True, help="Total optimisation steps."),
-    click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True),
-    click.option("--resize", type=click.IntRange(min=8), default=512, show_default=True,
-                 help="Content images' short side before cropping."),
-    click.option("--crop", type=click.IntRange(min=8), default=256, show_default=True, help="Random crop side."),
-    click.option("--encoder", default="vgg16-hed", show_default=True, help="Loss network by registry name."),
-    click.option("--checkpoint-every", type=click.IntRange(min=0), default=1000, show_default=True),
-    click.option("--preview-every", type=click.IntRange(min=0), default=500, show_default=True),
-    click.option("--seed", type=int, default=0, show_default=True),
-    click.option("--device", default="cpu", show_default=True, help="cpu or cuda."),
-    click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads."),
-    click.option("--no-resume", is_flag=True, help="Refuse to continue an existing run (start a new out dir)."),
-    click.option("--quiet", is_flag=True, help="No progress bar."),
-]
+def _run_options(config: str, batch_size: int | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every trainer shares (run folder, steps, crops, checkpoints, device), with ``config``'s
+    defaults; ``batch_size`` overrides the config's."""
+    options = [
+        option("output", "--out", "out_dir", type=click.Path(file_okay=False), required=True,
+               help="Run folder (checkpoints/, previews/, the exported model, losses.json). "
+                    "Run again with the same folder to resume."),
+        option("model", "--steps", type=click.IntRange(min=1), required=True, help="Total optimisation steps."),
+        option("model", "--batch-size", type=click.IntRange(min=1), show_default=True,
+               **({"default": batch_size} if batch_size else {"mirrors": (config, "batch_size")})),
+        option("input", "--resize", type=click.IntRange(min=8), mirrors=(config, "resize"), show_default=True,
+               help="Content images' short side before cropping."),
+        option("input", "--crop", type=click.IntRange(min=8), mirrors=(config, "crop"), show_default=True,
+               help="Random crop side."),
+        option("model", "--encoder", mirrors=(config, "encoder"), show_default=True,
+               help="Loss network by registry name."),
+        option("output", "--checkpoint-every", type=click.IntRange(min=0), mirrors=(config, "checkpoint_every"),
+               show_default=True),
+        option("output", "--preview-every", type=click.IntRange(min=0), mirrors=(config, "preview_every"),
+               show_default=True),
+        option("model", "--seed", type=int, mirrors=(config, "seed"), show_default=True),
+        option("performance", "--device", mirrors=(config, "device"), show_default=True, help="cpu or cuda."),
+        option("performance", "--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads."),
+        option("output", "--no-resume", is_flag=True,
+               help="Refuse to continue an existing run (start a new out dir)."),
+        option("output", "--quiet", is_flag=True, help="No progress bar."),
+    ]
 
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        for add in reversed(options):
+            f = add(f)
+        return f
 
-def _with_common(f):
-    for option in reversed(_common):
-        f = option(f)
-    return f
+    return decorate
 
 
 def _refuse_existing(out_dir: str, no_resume: bool) -> None:
@@ -54,16 +75,18 @@ def _refuse_existing(out_dir: str, no_resume: bool) -> None:
 
 
 @train.command("adain")
-@click.option("--content", "content_dir", type=click.Path(exists=True, file_okay=False), required=True,
-              help="Folder of content images (e.g. MS-COCO).")
-@click.option("--style", "style_dir", type=click.Path(exists=True, file_okay=False), required=True,
-              help="Folder of style images (e.g. WikiArt).")
-@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate.")
-@click.option("--lr-decay", type=float, default=5e-5, show_default=True, help="lr / (1 + decay * step).")
-@click.option("--content-weight", type=float, default=1.0, show_default=True)
-@click.option("--style-weight", type=float, default=10.0, show_default=True)
-@click.option("--half", is_flag=True, help="Export the decoder in fp16 (half the size).")
-@_with_common
+@option("input", "--content", "content_dir", type=click.Path(exists=True, file_okay=False), required=True,
+        help="Folder of content images (e.g. MS-COCO).")
+@option("input", "--style", "style_dir", type=click.Path(exists=True, file_okay=False), required=True,
+        help="Folder of style images (e.g. WikiArt).")
+@option("model", "--lr", type=float, mirrors=(_ADAIN, "lr"), show_default=True, help="Adam learning rate.")
+@option("model", "--lr-decay", type=float, mirrors=(_ADAIN, "lr_decay"), show_default=True,
+        help="lr / (1 + decay * step).")
+@option("model", "--content-weight", type=float, mirrors=(_ADAIN, "content_weight"), show_default=True)
+@option("model", "--style-weight", type=float, mirrors=(_ADAIN, "style_weight"), show_default=True)
+@option("output", "--half", is_flag=True, mirrors=(_ADAIN, "half"),
+        help="Export the decoder in fp16 (half the size).")
+@_run_options(_ADAIN)
 def train_adain_cmd(content_dir: str, style_dir: str, lr: float, lr_decay: float, content_weight: float,
                     style_weight: float, half: bool, out_dir: str, steps: int, batch_size: int, resize: int,
                     crop: int, encoder: str, checkpoint_every: int, preview_every: int, seed: int, device: str,
@@ -86,21 +109,21 @@ def train_adain_cmd(content_dir: str, style_dir: str, lr: float, lr_decay: float
 
 
 @train.command("cin")
-@click.option("--style", "styles", multiple=True, type=click.Path(exists=True), required=True,
-              help="Style image, or a folder of them; one style per image. Repeat.")
-@click.option("--content", "content_dir", type=click.Path(exists=True, file_okay=False), required=True,
-              help="Folder of content images.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--content-weight", type=float, default=1.0, show_default=True)
-@click.option("--style-weight", type=float, default=10.0, show_default=True)
-@click.option("--tv-weight", type=float, default=0.0, show_default=True)
-@click.option("--style-size", type=click.IntRange(min=8), default=256, show_default=True,
-              help="Short side of the style images for their Gram matrices.")
-@click.option("--init", "init", type=click.Choice(["cin26", "random"]), default="cin26", show_default=True,
-              help="Start from cin26's body or from scratch.")
-@click.option("--train-body/--tables-only", default=False, show_default=True,
-              help="Train the convolutions too, or only the per-style gamma/beta tables.")
-@_with_common
+@option("input", "--style", "styles", multiple=True, type=click.Path(exists=True), required=True,
+        help="Style image, or a folder of them; one style per image. Repeat.")
+@option("input", "--content", "content_dir", type=click.Path(exists=True, file_okay=False), required=True,
+        help="Folder of content images.")
+@option("model", "--lr", type=float, mirrors=(_CIN, "lr"), show_default=True, help="Adam learning rate.")
+@option("model", "--content-weight", type=float, mirrors=(_CIN, "content_weight"), show_default=True)
+@option("model", "--style-weight", type=float, mirrors=(_CIN, "style_weight"), show_default=True)
+@option("model", "--tv-weight", type=float, mirrors=(_CIN, "tv_weight"), show_default=True)
+@option("input", "--style-size", type=click.IntRange(min=8), mirrors=(_CIN, "style_size"), show_default=True,
+        help="Short side of the style images for their Gram matrices.")
+@option("model", "--init", "init", type=click.Choice(["cin26", "random"]), mirrors=(_CIN, "init"),
+        show_default=True, help="Start from cin26's body or from scratch.")
+@option("model", "--train-body/--tables-only", mirrors=(_CIN, "train_body"), show_default=True,
+        help="Train the convolutions too, or only the per-style gamma/beta tables.")
+@_run_options(_CIN)
 def train_cin_cmd(styles: tuple[str, ...], content_dir: str, lr: float, content_weight: float, style_weight: float,
                   tv_weight: float, style_size: int, init: str, train_body: bool, out_dir: str, steps: int,
                   batch_size: int, resize: int, crop: int, encoder: str, checkpoint_every: int, preview_every: int,
@@ -121,30 +144,33 @@ def train_cin_cmd(styles: tuple[str, ...], content_dir: str, lr: float, content_
                f"input(s), {result.step} steps")
 
 
-def _perceptual(content_tap: str, styles: str):
-    """The content folder and the perceptual-loss options of Johnson-style trainers (content at ``content_tap``)."""
+def _perceptual(config: str, content_tap: str, styles: str,
+                batch_size: int | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The content folder and the perceptual-loss options of Johnson-style trainers (content at
+    ``content_tap``), then the shared run options, with ``config``'s defaults."""
     options = [
-        click.option("--content", "content_dir", type=click.Path(exists=True, file_okay=False), required=True,
-                     help="Folder of content images (the papers: MS-COCO)."),
-        click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate."),
-        click.option("--content-weight", type=float, default=1.0, show_default=True,
-                     help=f"Weight of the {content_tap} content loss."),
-        click.option("--style-weight", type=float, default=10.0, show_default=True,
-                     help="Weight of the Gram style loss."),
-        click.option("--tv-weight", type=float, default=0.0, show_default=True, help="Total variation weight."),
-        click.option("--style-size", type=click.IntRange(min=8), default=256, show_default=True,
-                     help=f"Short side of {styles} for the Gram matrices."),
+        option("input", "--content", "content_dir", type=click.Path(exists=True, file_okay=False), required=True,
+               help="Folder of content images (the papers: MS-COCO)."),
+        option("model", "--lr", type=float, mirrors=(config, "lr"), show_default=True, help="Adam learning rate."),
+        option("model", "--content-weight", type=float, mirrors=(config, "content_weight"), show_default=True,
+               help=f"Weight of the {content_tap} content loss."),
+        option("model", "--style-weight", type=float, mirrors=(config, "style_weight"), show_default=True,
+               help="Weight of the Gram style loss."),
+        option("model", "--tv-weight", type=float, mirrors=(config, "tv_weight"), show_default=True,
+               help="Total variation weight."),
+        option("input", "--style-size", type=click.IntRange(min=8), mirrors=(config, "style_size"),
+               show_default=True, help=f"Short side of {styles} for the Gram matrices."),
     ]
 
-    def decorate(f):
-        for option in reversed(options):
-            f = option(f)
-        return _with_common(f)
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        for add in reversed(options):
+            f = add(f)
+        return _run_options(config, batch_size)(f)
 
     return decorate
 
 
-def _train(run, config_cls, options: dict[str, Any]):
+def _train(run: Callable[..., Any], config_cls: type, options: dict[str, Any]) -> Any:
     """Shared tail of the commands: threads, --no-resume, the config from the options, the run."""
     threads, no_resume, quiet = options.pop("threads"), options.pop("no_resume"), options.pop("quiet")
     set_threads(threads)
@@ -152,15 +178,15 @@ def _train(run, config_cls, options: dict[str, Any]):
     return run(config_cls(**options), progress=not quiet)
 
 
-def _report(what: str, result, columns: str) -> None:
+def _report(what: str, result: Any, columns: str) -> None:
     last = ", ".join(f"{v:.4g}" for v in result.history[-1].tolist()) if len(result.history) else "none"
     click.echo(f"{what} {result.model_path} (sha256 {result.sha256}) after {result.step} steps; "
                f"last losses {columns} {last}")
 
 
 @train.command("johnson")
-@click.option("--style", type=click.Path(exists=True, dir_okay=False), required=True, help="The style image.")
-@_perceptual("relu2_2", "the style image")
+@option("input", "--style", type=click.Path(exists=True, dir_okay=False), required=True, help="The style image.")
+@_perceptual(_JOHNSON, "relu2_2", "the style image", batch_size=_CLI_BATCH_SIZE)
 def train_johnson(**options: Any) -> None:
     """Train a feed-forward network for one style (Johnson et al. 2016: residual transformer with instance
     norm, perceptual losses on VGG); use it with `styleaxis stylize --method johnson --model OUT/johnson.pth`."""
@@ -170,19 +196,19 @@ def train_johnson(**options: Any) -> None:
 
 
 @train.command("stylebank")
-@click.option("--styles", "styles", multiple=True, type=click.Path(exists=True),
-              help="Style images or folders of them, one style per image (a new network). Repeat.")
-@click.option("--add-style", "added", multiple=True, type=click.Path(exists=True),
-              help="Style image(s) to add to --model: only their new banks train. Repeat.")
-@click.option("--model", "base_model", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="The StyleBank file that --add-style extends.")
-@click.option("--reconstruction-weight", type=float, default=1e4, show_default=True,
-              help="Weight of the auto-encoder branch's identity loss.")
-@click.option("--alternate", type=click.IntRange(min=1), default=2, show_default=True,
-              help="T: stylising steps per auto-encoder step.")
-@click.option("--bank-depth", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Convolutions per style bank (new networks).")
-@_perceptual("relu4_2", "the style images")
+@option("input", "--styles", "styles", multiple=True, type=click.Path(exists=True),
+        help="Style images or folders of them, one style per image (a new network). Repeat.")
+@option("input", "--add-style", "added", multiple=True, type=click.Path(exists=True),
+        help="Style image(s) to add to --model: only their new banks train. Repeat.")
+@option("model", "--model", "base_model", type=click.Path(exists=True, dir_okay=False),
+        mirrors=(_STYLEBANK, "base_model"), help="The StyleBank file that --add-style extends.")
+@option("model", "--reconstruction-weight", type=float, mirrors=(_STYLEBANK, "reconstruction_weight"),
+        show_default=True, help="Weight of the auto-encoder branch's identity loss.")
+@option("model", "--alternate", type=click.IntRange(min=1), mirrors=(_STYLEBANK, "alternate"), show_default=True,
+        help="T: stylising steps per auto-encoder step.")
+@option("model", "--bank-depth", type=click.IntRange(min=1), mirrors=(_STYLEBANK, "bank_depth"),
+        show_default=True, help="Convolutions per style bank (new networks).")
+@_perceptual(_STYLEBANK, "relu4_2", "the style images", batch_size=_CLI_BATCH_SIZE)
 def train_stylebank(**options: Any) -> None:
     """Train a StyleBank network (Chen et al. 2017: shared auto-encoder, one filter bank per style, T
     stylising steps per reconstruction step), or add styles to one with `--add-style IMG --model PATH`
@@ -199,13 +225,14 @@ def train_stylebank(**options: Any) -> None:
 
 
 @train.command("swap-inverse")
-@click.option("--content", "content_dir", type=click.Path(exists=True, file_okay=False), required=True,
-              help="Folder of content images.")
-@click.option("--style", "style_dir", type=click.Path(exists=True, file_okay=False), required=True,
-              help="Folder of style images.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--tv-weight", type=float, default=10.0, show_default=True, help="Total variation weight.")
-@_with_common
+@option("input", "--content", "content_dir", type=click.Path(exists=True, file_okay=False), required=True,
+        help="Folder of content images.")
+@option("input", "--style", "style_dir", type=click.Path(exists=True, file_okay=False), required=True,
+        help="Folder of style images.")
+@option("model", "--lr", type=float, mirrors=(_INVERSE, "lr"), show_default=True, help="Adam learning rate.")
+@option("model", "--tv-weight", type=float, mirrors=(_INVERSE, "tv_weight"), show_default=True,
+        help="Total variation weight.")
+@_run_options(_INVERSE, batch_size=_CLI_BATCH_SIZE)
 def train_swap_inverse(**options: Any) -> None:
     """Train the inverse network of style swap (Chen & Schmidt 2016): relu3_1 activations -> pixels, for any
     style; use it with `styleaxis stylize --method swap --style IMG --model OUT/inverse.pth`."""
@@ -215,24 +242,29 @@ def train_swap_inverse(**options: Any) -> None:
 
 
 @train.command("content-head")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Run folder: checkpoints/, features.pt, content_head.pt (+ .sha256, .json); a rerun resumes.")
-@click.option("--catalog", "catalog_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Training catalog.csv (path, content, style). Default: build the `train` split "
-                                 "(photos and styles disjoint from the evaluation splits) into OUT/catalog.")
-@click.option("--views", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Augmented copies per (content, style) when the train split is built.")
-@click.option("--steps", type=click.IntRange(min=1), default=600, show_default=True, help="Optimisation steps.")
-@click.option("--contents-per-batch", type=click.IntRange(min=2), default=16, show_default=True)
-@click.option("--views-per-content", type=click.IntRange(min=2), default=4, show_default=True,
-              help="Styles per content in a batch (positives share content, not style).")
-@click.option("--hidden", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Width of the head's hidden layer.")
-@click.option("--grid", type=click.IntRange(min=1), default=4, show_default=True, help="Pooling grid side.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="AdamW learning rate (cosine decay).")
-@click.option("--temperature", type=float, default=0.1, show_default=True, help="SupCon temperature.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@option("output", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+        help="Run folder: checkpoints/, features.pt, content_head.pt (+ .sha256, .json); a rerun resumes.")
+@option("input", "--catalog", "catalog_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None, help="Training catalog.csv (path, content, style). Default: build the `train` split "
+                           "(photos and styles disjoint from the evaluation splits) into OUT/catalog.")
+@option("input", "--views", type=click.IntRange(min=1), default=2, show_default=True,
+        help="Augmented copies per (content, style) when the train split is built.")
+@option("model", "--steps", type=click.IntRange(min=1), mirrors=(_HEAD, "steps"), show_default=True,
+        help="Optimisation steps.")
+@option("model", "--contents-per-batch", type=click.IntRange(min=2), mirrors=(_HEAD, "contents_per_batch"),
+        show_default=True)
+@option("model", "--views-per-content", type=click.IntRange(min=2), mirrors=(_HEAD, "views_per_content"),
+        show_default=True, help="Styles per content in a batch (positives share content, not style).")
+@option("model", "--hidden", type=click.IntRange(min=1), mirrors=(_HEAD, "hidden"), show_default=True,
+        help="Width of the head's hidden layer.")
+@option("model", "--grid", type=click.IntRange(min=1), mirrors=(_HEAD, "grid"), show_default=True,
+        help="Pooling grid side.")
+@option("model", "--lr", type=float, mirrors=(_HEAD, "lr"), show_default=True,
+        help="AdamW learning rate (cosine decay).")
+@option("model", "--temperature", type=float, mirrors=(_HEAD, "temperature"), show_default=True,
+        help="SupCon temperature.")
+@option("model", "--seed", type=int, mirrors=(_HEAD, "seed"), show_default=True)
+@option("performance", "--device", mirrors=(_HEAD, "device"), show_default=True, help="cpu or cuda.")
 def content_head(out_dir: Path, catalog_csv: Path | None, views: int, steps: int, contents_per_batch: int,
                  views_per_content: int, hidden: int, grid: int, lr: float, temperature: float, seed: int,
                  device: str) -> None:
