@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -17,11 +18,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from styleaxis.api import IndexConfig, PipelineConfig, Searcher, build_indexes, embed_catalogue
+from styleaxis.embed.recipe import RelativeConfig
 from styleaxis.embed.registry import load_model
 from styleaxis.media.video import read_keyframes
 from styleaxis.media.write import write_video
+from styleaxis.pipelines.dataset import read_dataset
 
-__all__ = ["DemoConfig", "sample_photos", "make_catalogue", "clip_labels", "contact_sheet", "write_report"]
+__all__ = ["DemoConfig", "sample_photos", "make_catalogue", "clip_labels", "contact_sheet", "write_report",
+           "run_demo"]
 
 #: the cin26 styles the demo uses: four that look unlike each other.
 DEMO_STYLES: tuple[int, ...] = (2, 8, 15, 21)
@@ -172,3 +177,62 @@ def write_report(out_dir: Path, query: dict[str, Any], answers: dict[str, list[d
     tmp.write_text(page)
     tmp.replace(path)
     return path
+
+
+def _precision(searcher: Searcher, ids: list[str], mode: str, k: int, same: Callable[[str, str], bool]) -> float:
+    answers = searcher.search_batch(ids, mode=mode, k=k)
+    return float(np.mean([np.mean([same(q, r.video_id) for r in rs]) for q, rs in zip(ids, answers)]))
+
+
+def run_demo(out_dir: str | Path, *, query_clip: str = "astronaut__style08", k: int = 5, progress: bool = True,
+             echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """The whole path on a sample catalogue: clips -> Parquet -> indexes -> answers -> report."""
+    out = Path(out_dir)
+    demo = DemoConfig()
+    echo(f"making the sample catalogue ({demo.contents} photos x {len(demo.styles)} styles) in {out / 'clips'}")
+    clips = make_catalogue(out / "clips", demo, progress=(lambda name: echo(f"  wrote {name}")) if progress else (lambda _: None))
+    echo("embedding (Apache Beam, local runner)")
+    start = time.perf_counter()
+    summary = embed_catalogue([str(out / "clips")], out / "run",
+                              PipelineConfig(out_dir=out / "run", progress=progress))
+    embed_seconds = time.perf_counter() - start
+    # the relative steps compare each clip with its k nearest on the other axis; k is at most the number of
+    # renderings a photo has here (the default 10 suits catalogues with ~10 per content: bench/RESULTS.md)
+    relative = RelativeConfig(k=len(demo.styles))
+    manifest = build_indexes(out / "run", out / "run" / "index", IndexConfig(relative=relative))
+    echo(f"indexed {manifest.count} clips on two axes (relative steps over each clip's {relative.k} nearest: "
+         f"every photo is shown in {len(demo.styles)} styles)")
+    searcher = Searcher.load(out / "run" / "index")
+    ids = list(searcher.video_ids)
+    if query_clip not in ids:
+        raise KeyError(f"query clip {query_clip!r} is not in the demo catalogue; e.g. {ids[:3]}")
+    answers = {}
+    for mode in ("same-style-different-content", "same-content-different-style"):
+        answers[mode] = [r.__dict__ for r in searcher.search(query_clip, mode=mode, k=k)]
+        echo(f"\n{mode} for {query_clip}:")
+        for r in answers[mode]:
+            echo(f"  {r['rank']}. {r['video_id']:24s} style {r['style_score']:.3f}  content {r['content_score']:.3f}")
+    style_of = lambda v: clip_labels(v)[1]  # noqa: E731
+    content_of = lambda v: clip_labels(v)[0]  # noqa: E731
+    precision = {
+        f"same-style-different-content: share of top-{k} with the query's style":
+            _precision(searcher, ids, "same-style-different-content", k, lambda q, r: style_of(q) == style_of(r)),
+        f"same-style-different-content: share of top-{k} with another content":
+            _precision(searcher, ids, "same-style-different-content", k, lambda q, r: content_of(q) != content_of(r)),
+        "same-content-different-style: share of top-3 with the query's content":
+            _precision(searcher, ids, "same-content-different-style", 3, lambda q, r: content_of(q) == content_of(r)),
+    }
+    echo("\nprecision over every clip as a query:")
+    for name, value in precision.items():
+        echo(f"  {name}: {value:.3f}")
+    videos = read_dataset(out / "run", "videos")
+    n_kf = int(videos.n_keyframes.sum())
+    stats = {"clips": len(clips), "contents": demo.contents, "styles": len(demo.styles), "keyframes": n_kf,
+             "embed_seconds": embed_seconds, "keyframes_per_s": n_kf / embed_seconds if summary["embedded"] else 0.0}
+    query = {"video_id": query_clip, "uri": videos.set_index("video_id").uri[query_clip]}
+    uris = videos.set_index("video_id").uri.to_dict()
+    for rows in answers.values():
+        for row in rows:
+            row["uri"] = uris[row["video_id"]]
+    report = write_report(out, query, answers, precision, stats)
+    return {"report": report, "precision": precision, "answers": answers, "stats": stats}

@@ -213,7 +213,7 @@ def models_fetch(name: str) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo(out_dir: Path, query_clip: str, quiet: bool) -> None:
     """Make a sample catalogue (6 photos x 4 styles, H.264 clips), embed, index, query and report."""
-    from styleaxis.api import run_demo
+    from styleaxis.demo import run_demo
 
     result = run_demo(out_dir, query_clip=query_clip, progress=not quiet, echo=click.echo)
     click.echo(f"report: {result['report']}")
