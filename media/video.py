@@ -41,9 +41,9 @@ DEFAULT_PREFER: tuple[str, ...] = ("pyav", "decord")
 #: to its own short side afterwards)
 DEFAULT_MAX_SIDE = 1024
 
-# What a backend may raise on a bad or unsupported file. decord's DECORDError is not a RuntimeError,
+#: What a backend may raise on a bad or unsupported file. decord's DECORDError is not a RuntimeError,
 # and decord reports some unreadable files with RuntimeError or AssertionError (frame count <= 0).
-_READ_ERRORS: tuple[type[BaseException], ...] = (
+READ_ERRORS: tuple[type[BaseException], ...] = (
     DECORDError, RuntimeError, AssertionError, av.FFmpegError, OSError, ValueError, EOFError,
 )
 _TIME_EPS = 1e-3  # seconds; absorbs decord's float32 timestamps (~0.2 ms error at 1 h) in gap checks
@@ -266,7 +266,7 @@ def _read_with(source: _Source, policy: KeyframePolicy, max_side: int | None) ->
     try:
         for frame_index, image in source.frames(wanted):
             keyframes.append(Keyframe(frame_index, float(index.times_s[frame_index]), _fit(image, max_side)))
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         decode_error = f"decoding stopped: {_first_line(exc)}"
     problems = [index.error, decode_error, _shortfall(source.info, index.declared_s)]
     if len(keyframes) < len(wanted):
@@ -333,7 +333,7 @@ def _make_info(path: Path, width: int, height: int, fps: float, times: np.ndarra
     return VideoInfo(str(path), width, height, fps, float(times[-1]) + 1 / fps, len(times), decoder)
 
 
-def _declared_duration(stream: av.video.stream.VideoStream) -> float | None:
+def declared_duration(stream: av.video.stream.VideoStream) -> float | None:
     """Video stream duration from the container header (MP4 stream duration, Matroska DURATION tag)."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -356,9 +356,9 @@ class _PyAVSource:
                 pts, keys, error = self._scan(container, stream)
                 width, height = stream.codec_context.width, stream.codec_context.height
                 rate = float(stream.average_rate or stream.guessed_rate or 0)
-                declared = _declared_duration(stream)
+                declared = declared_duration(stream)
                 time_base = float(stream.time_base)
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             raise DecodeError(_first_line(exc)) from exc
         if not pts:
             raise DecodeError(error or "no video frames")
@@ -382,7 +382,7 @@ class _PyAVSource:
                     if packet.is_keyframe:
                         keys.append(len(pts))
                     pts.append(packet.pts)
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             return pts, keys, f"demuxing stopped after {len(pts)} packets: {_first_line(exc)}"
         return pts, keys, None
 
@@ -427,7 +427,7 @@ class _DecordSource:
             key_indices = [int(i) for i in self._reader.get_key_indices()]
             height, width = self._reader[0].shape[:2]
             rate = float(self._reader.get_avg_fps())
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             raise DecodeError(_first_line(exc)) from exc
         times = stamps[:, 0].astype(np.float64) - float(stamps[0, 0])
         self.index = _Index(times, key_indices, self._header_duration(path))
@@ -438,8 +438,8 @@ class _DecordSource:
         """decord does not expose the header's duration; read it with PyAV (header only, cheap)."""
         try:
             with av.open(str(path)) as container:
-                return _declared_duration(container.streams.video[0]) if container.streams.video else None
-        except _READ_ERRORS:
+                return declared_duration(container.streams.video[0]) if container.streams.video else None
+        except READ_ERRORS:
             return None
 
     def frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
