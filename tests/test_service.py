@@ -6,8 +6,10 @@ from __future__ import annotations
 import io
 import shutil
 import socket
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,7 @@ from styleaxis.index.build import build_indexes
 from styleaxis.index.search import Searcher
 from styleaxis.index.service import ServiceConfig, create_app
 from styleaxis.media.video import read_frames
+from styleaxis.media.write import write_video
 
 UPLOAD_LIMIT = 1 << 20
 
@@ -156,7 +159,36 @@ def test_bad_requests_get_clear_json_errors(client, index_dir):
     assert "re-embed with the index's models" in _error(
         client.post("/search", json={"vectors": right_dim, "model_identity": other}), 422, "bad_query")
     _error(client.get("/no/such/route"), 404, "http_error")
-    _error(client.delete("/search"), 405, "http_error")
+    not_allowed = client.delete("/search")
+    _error(not_allowed, 405, "http_error")
+    assert not_allowed.headers["allow"] == "POST"
+    for null in ({"video_id": None, "vectors": wrong_dim}, {"video_id": video_id, "vectors": None}):
+        assert "may not be null" in _error(client.post("/search", json=null), 422, "invalid_request")
+    assert "exactly one of video_ids or vectors" in _error(
+        client.post("/search/batch", json={"video_ids": [video_id], "vectors": {}}), 422, "invalid_request")
+
+
+def test_error_bodies_do_not_reveal_the_index_path(client, index_dir):
+    for response in (client.get("/videos/no_such_clip/similar"), client.post("/search", json={"video_id": "nope"}),
+                     client.post("/search/batch", json={"video_ids": ["nope"]})):
+        message = _error(response, 404, "unknown_video")
+        assert "is not in the index" in message and str(index_dir) not in message and "/tmp" not in message
+
+
+def test_openapi_declares_the_errors_and_the_one_of(client):
+    spec = client.get("/openapi.json").json()
+    declared = {path: {method: set(op["responses"]) for method, op in ops.items()} for path, ops in spec["paths"].items()}
+    assert {"400", "404", "413", "422", "503"} <= declared["/search"]["post"]
+    assert {"400", "404", "413", "422", "503"} <= declared["/search/batch"]["post"]
+    assert {"413", "415", "422", "503"} <= declared["/search/file"]["post"]
+    assert {"404", "422", "503"} <= declared["/videos/{video_id}/similar"]["get"]
+    assert "503" in declared["/ready"]["get"] and "503" in declared["/info"]["get"]
+    error_ref = spec["paths"]["/search"]["post"]["responses"]["413"]["content"]["application/json"]["schema"]
+    assert error_ref == {"$ref": "#/components/schemas/ErrorResponse"}
+    schemas = spec["components"]["schemas"]
+    assert schemas["SearchRequest"]["oneOf"] == [{"required": ["video_id"]}, {"required": ["vectors"]}]
+    assert schemas["BatchSearchRequest"]["oneOf"] == [{"required": ["video_ids"]}, {"required": ["vectors"]}]
+    assert schemas["SearchRequest"]["properties"]["video_id"] == {"type": "string", "title": "Video Id"}
 
 
 def _png(frame: np.ndarray) -> bytes:
@@ -192,6 +224,72 @@ def test_bad_uploads(client, tiny_clips):
     _error(client.post("/search/file", params={"k": 0}, content=b"x"), 422, "invalid_request")
 
 
+def _png_declaring(width: int, height: int) -> bytes:
+    """A real 8x8 PNG whose IHDR (with a valid CRC) declares width x height: decoding it would fail,
+    so a 413 proves the size was refused from the header."""
+    png = bytearray(_png(np.zeros((8, 8, 3), np.uint8)))
+    png[16:24] = struct.pack(">II", width, height)  # IHDR data starts after signature (8), length (4), type (4)
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    return bytes(png)
+
+
+def costly_reader(path: Path) -> list[np.ndarray]:
+    """A frame reader for the decoder workers: sleeps past any time limit on 64 px wide images,
+    allocates 4 GiB (past the memory limit) on the others. The worker imports this module to find it."""
+    with Image.open(path) as image:
+        width = image.width
+    if width == 64:
+        time.sleep(120)
+    return [np.ones((2**15, 2**15, 4), np.uint8)]
+
+
+@pytest.fixture(scope="module")
+def limited(index_dir: Path) -> Iterator[httpx.Client]:
+    """A server with small caps (frames of 10,000 px, 1 s of video, 4 KB of JSON), one decoder worker
+    with a 2 s and 256 MiB limit, and costly_reader as its frame reader."""
+    config = ServiceConfig(max_upload_bytes=UPLOAD_LIMIT, max_json_bytes=4096, max_pixels=10_000, max_seconds=1.0,
+                           decode_timeout_s=2.0, decode_memory_mb=256, decode_workers=1)
+    with running(create_app(index_dir, frame_reader=costly_reader, service_config=config)) as http:
+        wait_ready(http)
+        yield http
+
+
+def test_sizes_are_refused_from_the_header(client, limited, tiny_clips, tmp_path):
+    for width, height in ((20000, 20000), (12000, 12000)):  # 20000^2 is past PIL's own bomb check
+        message = _error(client.post("/search/file", content=_png_declaring(width, height),
+                                     headers={"content-type": "image/png"}), 413, "too_large")
+        assert f"{width * height} pixels per frame" in message and "limit of 40000000" in message
+        assert "/tmp" not in message and message.startswith("upload: ")
+    clip = tiny_clips[0]  # 192 x 128 px, 1.5 s
+    assert "24576 pixels per frame (192x128) exceeds the limit of 10000" in _error(limited.post(
+        "/search/file", params={"filename": clip.name}, content=clip.read_bytes()), 413, "too_large")
+    long = write_video(tmp_path / "long.mp4", [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(6)], fps=4)
+    assert "1.5 seconds exceeds the limit of 1" in _error(limited.post(
+        "/search/file", params={"filename": "long.mp4"}, content=long.read_bytes()), 413, "too_large")
+
+
+def test_json_bodies_over_the_limit_are_refused_unparsed(limited, index_dir):
+    video_id = Searcher.load(index_dir).video_ids[0]
+    assert limited.post("/search", json={"video_id": video_id, "k": 1}).status_code == 200
+    big = {"video_id": video_id, "exclude": ["x" * 100] * 50}
+    assert "exceeds the limit of 4096 bytes" in _error(limited.post("/search", json=big), 413, "too_large")
+    chunks = (b" " * 1024 for _ in range(8))  # no Content-Length: counted while it streams in
+    _error(limited.post("/search/batch", content=chunks, headers={"content-type": "application/json"}),
+           413, "too_large")
+
+
+def test_costly_decoding_is_stopped_and_the_server_goes_on(limited, index_dir):
+    video_id = Searcher.load(index_dir).video_ids[0]
+    slow = limited.post("/search/file", content=_png(np.zeros((64, 64, 3), np.uint8)),
+                        headers={"content-type": "image/png"})
+    assert "timed out after 2 s" in _error(slow, 422, "too_costly")
+    greedy = limited.post("/search/file", content=_png(np.zeros((32, 32, 3), np.uint8)),
+                          headers={"content-type": "image/png"})
+    assert "ran out of memory (limit 256 MiB" in _error(greedy, 422, "too_costly")
+    assert limited.get("/health").status_code == 200
+    assert limited.post("/search", json={"video_id": video_id, "k": 1}).status_code == 200
+
+
 def test_the_library_app_reads_videos_as_serve_does(index_dir, tiny_clips, client):
     # create_app's default reader is the nightly job's decoder, the one `styleaxis serve` uses
     clip = tiny_clips[1]
@@ -214,3 +312,4 @@ def test_readiness_reports_a_broken_index(index_dir, tmp_path):
         assert ready.status_code == 503 and ready.json()["status"] == "failed"
         assert "IndexIntegrityError" in ready.json()["error"] and ids_file.name in ready.json()["error"]
         assert "is not ready" in _error(http.post("/search", json={"video_id": "x"}), 503, "not_ready")
+        assert str(broken) not in ready.text and str(broken) not in http.get("/info").text
