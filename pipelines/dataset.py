@@ -20,7 +20,7 @@ from styleaxis.embed.schema import read_metadata
 from .store import list_files, read_schema, read_table
 from .inputs import content_hash
 
-__all__ = ["read_dataset", "committed_identity", "completed_videos", "IDENTITY_KEYS"]
+__all__ = ["read_dataset", "committed_identity", "committed_ids", "completed_videos", "IDENTITY_KEYS"]
 
 #: metadata keys that must agree for vectors to be comparable (the Embedder's identity)
 IDENTITY_KEYS = ("models", "descriptors", "short_side", "center_crop")
@@ -71,6 +71,16 @@ def committed_identity(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None
         elif identity != found:
             raise ValueError(f"{path} and {first} hold vectors from different models or settings")
     return found
+
+
+def committed_ids(run_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """uri -> video_id of every input ``run_dir`` already holds a row for (none when it holds nothing), so a
+    file keeps its id when another file with the same stem joins the catalogue."""
+    ids: dict[str, str] = {}
+    for path in _files(run_dir, "videos"):
+        table = read_table(path, ["video_id", "uri"])
+        ids.update(zip(table.column("uri").to_pylist(), table.column("video_id").to_pylist()))
+    return ids
 
 
 def completed_videos(run_dir: str | os.PathLike[str], hash_mode: str = "sampled",

@@ -13,13 +13,15 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 import pandas as pd
 
-__all__ = ["MEDIA_SUFFIXES", "expand_inputs", "read_manifest", "is_remote", "local_copy", "content_hash"]
+__all__ = ["MEDIA_SUFFIXES", "Inputs", "collect_inputs", "expand_inputs", "read_manifest", "is_remote", "local_copy",
+           "content_hash"]
 
 _SAMPLE_BYTES = 1 << 20
 
@@ -68,45 +70,90 @@ def read_manifest(path: str | os.PathLike[str]) -> list[tuple[str | None, str]]:
     return rows
 
 
-def _expand_arg(arg: str) -> list[str]:
-    """The files an argument names: a file, a folder (recursively, media suffixes only) or a glob."""
+@dataclass(frozen=True)
+class Inputs:
+    """What the user's inputs name: (video_id, uri) pairs sorted by uri, and one line per entry left out."""
+
+    videos: list[tuple[str, str]]
+    skipped: list[str]
+
+
+def _expand_arg(arg: str) -> tuple[list[str], list[str]]:
+    """The URIs an argument names, and why entries it covers were left out.
+
+    A folder gives every entry with a media suffix, whatever it is (a file, a symlink loop, a folder
+    named like a video: the job turns each into a row, failed with the reason), and a line for each
+    file without one. A glob gives its matches (a line when it matches nothing). Anything else is taken
+    as named, existing or not: a missing file becomes a failed row, as in a manifest.
+    """
     if is_remote(arg):
         from apache_beam.io.filesystems import FileSystems  # remote globs (gs://, s3://): Beam's filesystems
 
+        if not glob.has_magic(arg):
+            return [arg], []
         found = [m.path for m in FileSystems.match([arg])[0].metadata_list]
-    else:
-        p = Path(arg)
-        if p.is_dir():
-            return [str(f.resolve()) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES]
-        if p.exists():
-            return [str(p.resolve())]
-        found = [str(Path(m).resolve()) for m in glob.glob(arg, recursive=True) if Path(m).is_file()]
-    if not found:
-        raise FileNotFoundError(f"input {arg!r}: no such file, folder or glob match")
-    return found
+        return found, [] if found else [f"{arg}: the pattern matches nothing"]
+    path = Path(arg)
+    if path.is_dir():
+        return _walk(path)
+    if path.exists() or path.is_symlink() or not glob.has_magic(arg):
+        return [str(path.absolute())], []
+    found = sorted(str(Path(m).absolute()) for m in glob.glob(arg, recursive=True) if not Path(m).is_dir())
+    return found, [] if found else [f"{arg}: the pattern matches nothing"]
 
 
-def expand_inputs(inputs: Sequence[str], manifests: Sequence[str | os.PathLike[str]] = ()) -> list[tuple[str, str]]:
+def _walk(folder: Path) -> tuple[list[str], list[str]]:
+    """Every entry below ``folder`` with a media suffix (not following symlinked folders), and a line for
+    each other file."""
+    found, skipped = [], []
+    for root, dirs, files in os.walk(folder):  # symlink loops and links to folders are listed, not entered
+        for name in sorted(dirs + files):
+            entry = Path(root) / name
+            if Path(name).suffix.lower() in MEDIA_SUFFIXES:
+                found.append(str(entry.absolute()))
+            elif name in files:
+                skipped.append(f"{entry}: not a media file (suffix {Path(name).suffix or 'none'})")
+    return found, skipped
+
+
+def collect_inputs(inputs: Sequence[str], manifests: Sequence[str | os.PathLike[str]] = (),
+                   known: Mapping[str, str] | None = None) -> Inputs:
     """Expand files, folders, glob patterns and manifests into (video_id, uri) pairs sorted by uri.
 
-    Ids come from manifests where given, else from the file stem (stable across runs, since the
-    pairs are sorted by uri). Raises FileNotFoundError naming an argument that matched nothing and
-    ValueError for an id given to two different URIs.
+    Every input named, and every media entry a folder holds, becomes one pair (the job makes it a row,
+    failed with the reason when it cannot be read); what is left out gets a line in ``skipped``. Ids
+    come from manifests where given, else from ``known`` (uri -> id already given in the run, so a file
+    keeps its id when others join it), else from the file stem, with a short hash of the path when the
+    stem is taken. Raises ValueError for an id given to two different URIs.
     """
     named: dict[str, str | None] = {}
     for manifest in manifests:
         for video_id, uri in read_manifest(manifest):
             named[uri] = video_id or named.get(uri)
+    skipped: list[str] = []
     for arg in inputs:
-        for uri in _expand_arg(arg):
+        found, left_out = _expand_arg(arg)
+        skipped += left_out
+        for uri in found:
             named.setdefault(uri, None)
-    taken: set[str] = set()
+    known = dict(known or {})
+    for uri, video_id in named.items():
+        if video_id is None and uri in known:
+            named[uri] = known[uri]
+    taken: set[str] = set(known.values())
+    given: set[str] = set()
     for video_id in named.values():
         if video_id is not None:
-            if video_id in taken:
-                raise ValueError(f"video_id {video_id!r} is given to two different URIs in the manifests")
-            taken.add(video_id)
-    return [(named[uri] or _video_id(uri, taken), uri) for uri in sorted(named)]
+            if video_id in given:
+                raise ValueError(f"video_id {video_id!r} is given to two different URIs")
+            given.add(video_id)
+    taken |= given
+    return Inputs([(named[uri] or _video_id(uri, taken), uri) for uri in sorted(named)], skipped)
+
+
+def expand_inputs(inputs: Sequence[str], manifests: Sequence[str | os.PathLike[str]] = ()) -> list[tuple[str, str]]:
+    """The (video_id, uri) pairs of :func:`collect_inputs`, for a run that starts empty."""
+    return collect_inputs(inputs, manifests).videos
 
 
 def is_remote(uri: str | os.PathLike[str]) -> bool:

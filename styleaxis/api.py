@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from styleaxis.index.build import IndexConfig, build_indexes
 from styleaxis.index.files import FileQuery
 from styleaxis.index.search import Result, Searcher
 from styleaxis.pipelines.beam import PipelineConfig, run_embed
-from styleaxis.pipelines.inputs import expand_inputs
+from styleaxis.pipelines.dataset import committed_ids
+from styleaxis.pipelines.inputs import collect_inputs
 
 __all__ = [
     "EmbedConfig", "Embedder", "PipelineConfig", "IndexConfig", "Searcher", "Result",
@@ -23,12 +25,18 @@ __all__ = [
 ]
 
 
-def embed_catalogue(inputs: list[str], out_dir: str | Path, config: PipelineConfig | None = None) -> dict[str, Any]:
-    """Run the Beam embedding job over files, folders or globs; returns the run summary."""
+def embed_catalogue(inputs: list[str], out_dir: str | Path, config: PipelineConfig | None = None,
+                    manifests: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Run the Beam embedding job over files, folders, globs and manifests; returns the run summary.
+
+    Every input named and every media entry of a folder becomes a row (failed with the reason when it
+    cannot be read); ``summary["skipped_inputs"]`` says why anything else was left out. A file already in
+    the run keeps its video id."""
     cfg = config or PipelineConfig(out_dir=Path(out_dir))
     if Path(cfg.out_dir) != Path(out_dir):
         raise ValueError(f"out_dir {out_dir} differs from config.out_dir {cfg.out_dir}")
-    return run_embed(expand_inputs(inputs), cfg)
+    found = collect_inputs(inputs, manifests, known=committed_ids(out_dir))
+    return {**run_embed(found.videos, cfg), "skipped_inputs": found.skipped}
 
 
 def query_file(searcher: Searcher, path: str | Path, *, mode: str, k: int = 10,

@@ -77,8 +77,9 @@ def test_cli_errors_are_one_clear_line(embedded_run: Path, index_dir: Path) -> N
     assert "video id 'no_such_clip' is not in the index" in unknown.output
     both = runner.invoke(main, ["query", str(index_dir)])
     assert both.exit_code == 2 and "exactly one of --video" in both.output
-    missing = runner.invoke(main, ["embed", str(embedded_run / "nope.mp4"), "--out", str(embedded_run / "x")])
-    assert missing.exit_code == 1 and "nope.mp4" in missing.output
+    bad = runner.invoke(main, ["embed", str(embedded_run / "nope.mp4"), "--out", str(embedded_run / "x"),
+                               "--short-side", "0"])
+    assert bad.exit_code == 1 and "Traceback" not in bad.output and "short_side" in bad.output
 
 
 def test_cli_models_list_shows_every_model_present() -> None:

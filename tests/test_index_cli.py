@@ -44,7 +44,8 @@ def test_build_add_rebuild(runs, tmp_path):
     assert again.exit_code == 2 and "an index exists at" in again.output and "--add" in again.output
     added = runner.invoke(cli, ["index", "build", str(second), "--style", "style_in,style_cin", "--content", "content", "--out", str(out), "--add"])
     assert added.exit_code == 0, added.output
-    assert "added 2 videos (32 in all)" in added.output and IndexManifest.load(out).generation == 2
+    assert "added 2, replaced 0 (re-embedded), removed 0 videos (32 in all)" in added.output
+    assert IndexManifest.load(out).generation == 2
     rebuilt = runner.invoke(cli, ["index", "build", str(second), "--style", "style_in,style_cin", "--content", "content", "--out", str(out), "--rebuild",
                                   "--factory", "IVF2,Flat", "--quiet"])
     assert rebuilt.exit_code == 0, rebuilt.output
@@ -74,11 +75,19 @@ def test_audit(runs, tmp_path):
     assert table.exit_code == 0, table.output
     assert "30 videos" in table.output and "8 canary queries pass" in table.output
     assert "ann recall@10" in table.output and "answers recall@10" in table.output
+    assert "run: 0 videos differ from the index" in table.output
     report = json.loads(runner.invoke(cli, ["index", "audit", str(tmp_path / "index"), "--json", "-k", "5"]).output)
     assert set(report["axes"]) == {"style", "content"}
     assert all(0.9 <= axis["ann_recall"] <= axis["pool_recall"] == 1.0 for axis in report["axes"].values())
     missing = runner.invoke(cli, ["index", "audit", str(tmp_path)])
     assert missing.exit_code == 1 and "no index manifest" in missing.output
+    # the run moved on (two videos more, one re-embedded with other bytes): audit lists them and fails
+    rows, _ = make_catalogue()
+    later = [dict(r, content_hash="other-bytes") if r["video_id"] == "c0_s0" else r for r in rows]
+    newer = write_run(tmp_path / "run3", later)
+    stale = runner.invoke(cli, ["index", "audit", str(tmp_path / "index"), "--run", str(newer), "--sample", "20"])
+    assert stale.exit_code == 1 and "run: 3 videos differ from the index" in stale.output
+    assert "stale: c0_s0 (indexed with other bytes)" in stale.output and "new: c2_s3 (not indexed yet)" in stale.output
 
 
 def test_serve_refuses_a_non_index_directory_before_starting(tmp_path):

@@ -2,6 +2,7 @@
 multi-worker engine (Beam's DaskRunner on a local dask.distributed cluster) giving the local rows."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -24,8 +25,7 @@ from styleaxis.cli import main
 from styleaxis.embed.embedder import EmbedConfig
 from styleaxis.pipelines.beam import DASK_RUNNER, PipelineConfig, pipeline_options, run_embed
 from styleaxis.pipelines.dataset import read_dataset
-from styleaxis.pipelines.inputs import expand_inputs, read_manifest
-from styleaxis.pipelines.inputs import content_hash
+from styleaxis.pipelines.inputs import collect_inputs, content_hash, expand_inputs, read_manifest
 
 DATAFLOW_ARGS = (
     "--runner=DataflowRunner", "--project=my-project", "--region=europe-west4",
@@ -157,8 +157,10 @@ def test_embed_command_runs_skips_and_forces(tiny_clips: list[Path], bad_files: 
     assert usage.exit_code == 2 and "give INPUTS" in usage.output
     refused = runner.invoke(main, [*args[:-3], "--short-side", "96"])
     assert refused.exit_code == 1 and "holds vectors made with other short_side" in refused.output
-    missing = runner.invoke(main, ["embed", str(tmp_path / "nope.mp4"), "--out", str(out)])
-    assert missing.exit_code == 1 and "no such file, folder or glob match" in missing.output
+    # a path named on the command line that does not exist is a failed row, as in a manifest; the job goes on
+    missing = runner.invoke(main, [*args[:-3], str(tmp_path / "nope.mp4"), "--short-side", "64", "--quiet"])
+    assert missing.exit_code == 0 and "1 embedded" in missing.output and "failed: nope:" in missing.output
+    assert "No such file" in missing.output
     assert "--decode-timeout" in runner.invoke(main, ["embed", "--help"]).output
 
 
@@ -218,3 +220,40 @@ def test_dask_runner_on_a_local_cluster_gives_the_local_rows(embedded_run: Path,
     # dask.distributed starts its workers with OMP_NUM_THREADS=1, so torch sums in another order
     # than the in-process run on every core: the same rows, vectors equal to float32 rounding
     assert_same_rows(tmp_path / "dask", embedded_run, tol=1e-5)
+
+
+def test_every_named_input_becomes_a_row_or_a_line(tiny_clips: list[Path], tmp_path: Path) -> None:
+    """Folders keep what looks like media whatever it is (a symlink loop, a folder named like a video);
+    a missing path named by the user is a row too; only non-media files and empty globs are lines."""
+    folder = tmp_path / "catalogue"
+    folder.mkdir()
+    shutil.copy(tiny_clips[0], folder / "good.mp4")
+    (folder / "loop.mp4").symlink_to(folder / "loop.mp4")
+    (folder / "album.mp4").mkdir()
+    (folder / "notes.txt").write_text("not a video")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["embed", str(folder), str(tmp_path / "missing.mp4"),
+                                       str(tmp_path / "none-*.mp4"), "--out", str(out), "--short-side", "64",
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert f"skipped {folder / 'notes.txt'}: not a media file (suffix .txt)" in result.output
+    assert "none-*.mp4: the pattern matches nothing" in result.output and "4 inputs" in result.output
+    rows = read_dataset(out, "videos").set_index("video_id")
+    assert rows.loc["good", "status"] == "ok"
+    assert "Too many levels of symbolic links" in rows.loc["loop", "error"]
+    assert "Is a directory" in rows.loc["album", "error"]
+    assert "No such file" in rows.loc["missing", "error"]
+
+
+def test_a_file_keeps_its_id_when_another_with_its_stem_joins(tmp_path: Path) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    old = tmp_path / "b" / "x.mp4"
+    old.write_bytes(b"0")
+    first = collect_inputs([str(tmp_path)]).videos
+    assert first == [("x", str(old))]
+    (tmp_path / "a" / "x.mp4").write_bytes(b"1")  # sorts before b/x.mp4
+    second = dict((uri, vid) for vid, uri in collect_inputs([str(tmp_path)], known={str(old): "x"}).videos)
+    assert second[str(old)] == "x" and second[str(tmp_path / "a" / "x.mp4")].startswith("x-")
+    # without the run's ids the newcomer would have taken "x"
+    assert dict((u, v) for v, u in expand_inputs([str(tmp_path)]))[str(tmp_path / "a" / "x.mp4")] == "x"

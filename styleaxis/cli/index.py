@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from styleaxis.cli.common import CliGroup, split_names
+from styleaxis.cli.common import CliGroup, field_default, option, split_names
 
 __all__ = ["index", "serve"]
 
@@ -19,47 +19,61 @@ def index() -> None:
     """Build, grow and check the FAISS indexes (one per axis: style, content)."""
 
 
+_INDEX = "styleaxis.index.build.IndexConfig"
+_RELATIVE = "styleaxis.embed.recipe.RelativeConfig"
+_AXES = field_default(_INDEX, "axes")
+
+
 @index.command("build")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Index directory [default: RUN_DIR/index].")
-@click.option("--add", "add", is_flag=True,
-              help="Add the run's videos that are not indexed yet to the existing index (no retraining).")
-@click.option("--rebuild", is_flag=True, help="Rebuild from scratch over an existing index.")
-@click.option("--factory", default=None,
-              help="FAISS index_factory string for every axis, e.g. 'IVF1024,SQ8'; default: chosen by size and budget.")
-@click.option("--memory-budget-gb", default=8.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="RAM for all axes' index structures; larger catalogues get compressed (SQ8, PQ) indexes.")
-@click.option("--whiten", type=click.Choice(["none", "std", "pca"]), default="none", show_default=True,
-              help="Whitening in the fitted search transform.")
-@click.option("--shards", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Build IVF/flat indexes in this many slices sharing one trained quantizer, then merge.")
-@click.option("--hubness-k", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Store each video's mean similarity to its k nearest neighbours (for --calibration csls).")
-@click.option("--target-recall", default=0.97, show_default=True, type=click.FloatRange(0, 1, min_open=True),
-              help="nprobe/efSearch is tuned until candidate pools hold this share of the exact top-10.")
-@click.option("--style", "style", default="style_eff", show_default=True,
-              help="Descriptors (comma-separated) concatenated into the style axis, e.g. 'style_in,style_cin' "
-                   "for the AdaIN + CIN statistics; style_eff is made relative to each video's content neighbours.")
-@click.option("--content", "content", default="content", show_default=True,
-              help="Descriptors (comma-separated) concatenated into the content axis.")
-@click.option("--relative-k", default=10, show_default=True, type=click.IntRange(min=1),
-              help="Content neighbours a content-relative style descriptor (style_eff) is measured against; "
-                   "also the style neighbours of the content axis's step.")
-@click.option("--expand", default=2, show_default=True, type=click.IntRange(min=0),
-              help="With a content-relative style axis, add to each video's style vector those of its this many "
-                   "nearest videos on the style axis that are not among its content neighbours (0: off).")
-@click.option("--content-alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1),
-              help="With a content-relative style axis, the content axis subtracts this times the median content "
-                   "of each video's style neighbours (0: off).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, factory: str | None,
-                memory_budget_gb: float, whiten: str, shards: int, hubness_k: int, target_recall: float,
-                style: str, content: str, relative_k: int, expand: int, content_alpha: float, quiet: bool) -> None:
-    """Build the style and content indexes from RUN_DIR's videos/ Parquet (or grow them with --add).
+@option("output", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+        help="Index directory [default: RUN_DIR/index].")
+@option("input", "--add", "add", is_flag=True,
+        help="Bring the existing index up to date with the run (no retraining): add new videos, replace those "
+             "re-embedded with other bytes, remove those the run no longer holds.")
+@option("output", "--rebuild", is_flag=True, help="Rebuild from scratch over an existing index.")
+@option("model", "--style", "style", default=",".join(_AXES["style"]), show_default=True,
+        help="Descriptors (comma-separated) concatenated into the style axis, e.g. 'style_in,style_cin' "
+             "for the AdaIN + CIN statistics; style_eff is made relative to each video's content neighbours.")
+@option("model", "--content", "content", default=",".join(_AXES["content"]), show_default=True,
+        help="Descriptors (comma-separated) concatenated into the content axis.")
+@option("model", "--relative-k", mirrors=(_RELATIVE, "k"), show_default=True, type=click.IntRange(min=1),
+        help="Content neighbours a content-relative style descriptor (style_eff) is measured against; "
+             "also the style neighbours of the content axis's step.")
+@option("model", "--expand", mirrors=(_RELATIVE, "expand"), show_default=True, type=click.IntRange(min=0),
+        help="With a content-relative style axis, add to each video's style vector those of its this many "
+             "nearest videos on the style axis that are not among its content neighbours (0: off).")
+@option("model", "--content-alpha", mirrors=(_RELATIVE, "content_alpha"), show_default=True,
+        type=click.FloatRange(0, 1),
+        help="With a content-relative style axis, the content axis subtracts this times the median content "
+             "of each video's style neighbours (0: off).")
+@option("model", "--whiten", type=click.Choice(["none", "std", "pca"]), mirrors=(_INDEX, "whiten"),
+        show_default=True, help="Whitening in the fitted search transform.")
+@option("performance", "--factory", default=None,
+        help="FAISS index_factory string for every axis, e.g. 'IVF1024,SQ8'; default: chosen by size and budget.")
+@option("performance", "--memory-budget-gb", mirrors=(_INDEX, "memory_budget_gb"), show_default=True,
+        type=click.FloatRange(min=0, min_open=True),
+        help="RAM for all axes' index structures; larger catalogues get compressed (SQ8, PQ) indexes.")
+@option("performance", "--shards", mirrors=(_INDEX, "shards"), show_default=True, type=click.IntRange(min=1),
+        help="Build IVF/flat indexes in this many slices sharing one trained quantizer, then merge.")
+@option("performance", "--hubness-k", mirrors=(_INDEX, "hubness_k"), show_default=True, type=click.IntRange(min=0),
+        help="Store each video's mean similarity to its k nearest neighbours (for --calibration csls).")
+@option("performance", "--target-recall", mirrors=(_INDEX, "target_recall"), show_default=True,
+        type=click.FloatRange(0, 1, min_open=True),
+        help="nprobe/efSearch is tuned until candidate pools hold this share of the exact top-10.")
+@option("output", "--retire-grace", "retire_grace_s", mirrors=(_INDEX, "retire_grace_s"), show_default=True,
+        type=click.FloatRange(min=0),
+        help="Seconds the previous generation's files stay for readers still loading it (deleted by a later build).")
+@option("output", "--quiet", is_flag=True, help="No progress bars.")
+def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, style: str, content: str,
+                relative_k: int, expand: int, content_alpha: float, whiten: str, factory: str | None,
+                memory_budget_gb: float, shards: int, hubness_k: int, target_recall: float, retire_grace_s: float,
+                quiet: bool) -> None:
+    """Build the style and content indexes from RUN_DIR's videos/ Parquet (or bring them up to date with --add).
 
-    An existing index is never replaced silently: pass --add to index the run's new videos or
-    --rebuild to start over. Either way the old index stays readable until the new one is complete.
+    An existing index is never replaced silently: pass --add to update it or --rebuild to start over.
+    Either way the old index stays readable until the new one is complete, and one build at a time may
+    write a directory.
     """
     from styleaxis.embed.recipe import BASE_AXES, RelativeConfig
     from styleaxis.index.build import IndexConfig, add_videos, build_indexes
@@ -73,17 +87,19 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
     try:
         config = IndexConfig(axes=axes, factory=factory, memory_budget_gb=memory_budget_gb, whiten=whiten,
                              shards=shards, hubness_k=hubness_k, target_recall=target_recall,
-                             relative=RelativeConfig(k=relative_k, expand=expand, content_alpha=content_alpha), progress=not quiet)
+                             relative=RelativeConfig(k=relative_k, expand=expand, content_alpha=content_alpha),
+                             retire_grace_s=retire_grace_s, progress=not quiet)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if add:
         if not exists:
             raise click.UsageError(f"no index at {out} to add to; build it first (without --add)")
-        before = json.loads((out / MANIFEST_FILE).read_text())["count"]
         manifest = add_videos(run_dir, out, config)
-        click.echo(f"added {manifest.count - before} videos ({manifest.count} in all) to {out}")
+        changes = manifest.changes
+        click.echo(f"added {changes['added']}, replaced {changes['replaced']} (re-embedded), removed "
+                   f"{changes['removed']} videos ({manifest.count} in all) in {out}")
     elif exists and not rebuild:
-        raise click.UsageError(f"an index exists at {out}: pass --add to index new videos or --rebuild to start over")
+        raise click.UsageError(f"an index exists at {out}: pass --add to update it or --rebuild to start over")
     else:
         manifest = build_indexes(run_dir, out, config)
         click.echo(f"index written to {out} in {manifest.build_seconds:.2f} s")
@@ -102,33 +118,49 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, f
 
 @index.command("audit")
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--sample", default=200, show_default=True, type=click.IntRange(min=1),
-              help="Catalogue videos used as queries.")
-@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="recall@k.")
-@click.option("--seed", default=0, show_default=True, help="Seed for the sample.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def index_audit(index_dir: Path, sample: int, k: int, seed: int, as_json: bool) -> None:
-    """Verify INDEX_DIR (file hashes, canary queries) and compare its answers with exact search.
+@option("input", "--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+        help="The run to compare the index with [default: the run it was built from].")
+@option("other", "--sample", default=200, show_default=True, type=click.IntRange(min=1),
+        help="Catalogue videos used as queries.")
+@option("other", "-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="recall@k.")
+@option("other", "--seed", default=0, show_default=True, help="Seed for the sample.")
+@option("output", "--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def index_audit(index_dir: Path, run_dir: Path | None, sample: int, k: int, seed: int, as_json: bool) -> None:
+    """Verify INDEX_DIR (file hashes, canary queries), compare its answers with exact search, and compare it
+    with its run: every video indexed with other bytes than the run now holds, gone from the run, or not
+    yet indexed is listed, and the command exits 1 (`index build RUN --add` resolves them).
 
     ann recall@k: the FAISS index's own top-k against the exact top-k (query excluded).
     answers recall@k: the share found in the candidate pool that queries re-score exactly,
     i.e. the recall of `query` answers on one axis.
     """
+    from styleaxis.index.integrity import compare_with_run
     from styleaxis.index.search import Searcher
 
     searcher = Searcher.load(index_dir)
     report = searcher.audit(sample=sample, k=k, seed=seed)
     manifest = searcher.manifest
+    differences = compare_with_run(index_dir, manifest, run_dir) if (run_dir or manifest.run_dir) else None
     if as_json:
-        click.echo(json.dumps({"count": manifest.count, "canaries": len(manifest.canaries), "axes": report}, indent=2))
-        return
-    click.echo(f"{index_dir}: {manifest.count} videos, {len(manifest.files)} files match their sha256, "
-               f"{len(manifest.canaries)} canary queries pass")
-    click.echo(f"{'axis':8s} {'factory':22s} {'param':14s} {f'ann recall@{k}':>15s} {f'answers recall@{k}':>19s}")
-    for axis, row in report.items():
-        info = manifest.axes[axis]
-        param = f"{info.search_param}={info.search_value}" if info.search_param else "exact"
-        click.echo(f"{axis:8s} {info.factory:22s} {param:14s} {row['ann_recall']:15.3f} {row['pool_recall']:19.3f}")
+        click.echo(json.dumps({"count": manifest.count, "canaries": len(manifest.canaries), "axes": report,
+                               "run": None if differences is None else differences.__dict__}, indent=2))
+    else:
+        click.echo(f"{index_dir}: {manifest.count} videos, {len(manifest.files)} files match their sha256, "
+                   f"{len(manifest.canaries)} canary queries pass")
+        click.echo(f"{'axis':8s} {'factory':22s} {'param':14s} {f'ann recall@{k}':>15s} {f'answers recall@{k}':>19s}")
+        for axis, row in report.items():
+            info = manifest.axes[axis]
+            param = f"{info.search_param}={info.search_value}" if info.search_param else "exact"
+            click.echo(f"{axis:8s} {info.factory:22s} {param:14s} {row['ann_recall']:15.3f} "
+                       f"{row['pool_recall']:19.3f}")
+        if differences is not None:
+            click.echo(f"run: {differences.count} videos differ from the index")
+            for kind, why in (("stale", "indexed with other bytes"), ("gone", "no longer in the run"),
+                              ("new", "not indexed yet")):
+                for video_id in getattr(differences, kind):
+                    click.echo(f"  {kind}: {video_id} ({why})")
+    if differences is not None and differences.count:
+        raise click.exceptions.Exit(1)
 
 
 @click.command("serve")

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from styleaxis import __version__
-from styleaxis.cli.common import CliGroup, split_names
+from styleaxis.cli.common import CliGroup, field_default, option, split_names
 from styleaxis.cli.eval import eval_group
 from styleaxis.cli.index import index, serve
 from styleaxis.cli.stylize import stylize
@@ -37,44 +37,55 @@ def main() -> None:
     """
 
 
+_EMBED = "styleaxis.embed.embedder.EmbedConfig"
+_PIPELINE = "styleaxis.pipelines.beam.PipelineConfig"
+_POLICY = "styleaxis.media.video.KeyframePolicy"
+
+
 @main.command()
 @click.argument("inputs", nargs=-1)
-@click.option("--out", "out_dir", required=True,
-              help="Run directory (local folder or bucket URI); keyframes/ and videos/ Parquet datasets go under it.")
-@click.option("--manifest", "manifests", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="CSV or Parquet table of inputs: column uri, optional video_id (repeatable).")
-@click.option("--short-side", default=256, show_default=True, help="Frames are resized to this short side.")
-@click.option("--max-keyframes", default=8, show_default=True, help="At most this many keyframes per video.")
-@click.option("--min-gap", default=1.0, show_default=True, help="Seconds between keyframes, at least.")
-@click.option("--descriptors", default="style_in,style_cin,style_eff,content", show_default=True,
-              help="Comma-separated descriptor columns to compute.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Where the models run (auto: CUDA when present).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
-              help="Encoder precision (fp16/bf16 autocast: faster on GPUs; vectors differ from fp32 in the last bits).")
-@click.option("--batch-size", default=32, show_default=True,
-              help="Most keyframes per inference batch (RunInference) and per forward pass.")
-@click.option("--max-batch-duration", type=float, default=None,
-              help="Seconds RunInference may wait to fill a batch (default: no limit).")
-@click.option("--batch-across-videos", is_flag=True,
-              help="Pack keyframes of several videos into one forward pass (GPU throughput; vectors then depend "
-                   "on batch composition in the last bits).")
-@click.option("--decoders", default="pyav,decord", show_default=True, help="Decoder backends, in the order tried.")
-@click.option("--decode-timeout", default=120.0, show_default=True,
-              help="Seconds per video for decoding, in a separate process; 0 decodes in-process (no isolation).")
-@click.option("--hash", "hash_mode", type=click.Choice(["sampled", "full"]), default="sampled", show_default=True,
-              help="Content hash for skipping unchanged videos: size + sampled MiBs, or every byte.")
-@click.option("--force", is_flag=True, help="Re-embed every input, replacing its rows (never duplicating them).")
-@click.option("--retry-failed", is_flag=True, help="Re-embed inputs whose previous row is failed (e.g. timed out).")
-@click.option("--shard-size", default=64, show_default=True,
-              help="Videos per Parquet shard; finished shards survive a killed run.")
-@click.option("--runner", default="FnApiRunner", show_default=True,
-              help="Beam runner: FnApiRunner (in-process, offline), DaskRunner, FlinkRunner, SparkRunner, "
-                   "DataflowRunner.")
-@click.option("--beam-args", default="",
-              help="Pipeline options passed to Beam unchanged, e.g. '--direct_num_workers=2' or Dataflow's "
-                   "'--project ...'.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@option("input", "--manifest", "manifests", multiple=True, type=click.Path(exists=True, dir_okay=False),
+        help="CSV or Parquet table of inputs: column uri, optional video_id (repeatable).")
+@option("input", "--max-keyframes", mirrors=(_POLICY, "max_keyframes"), show_default=True,
+        help="At most this many keyframes per video.")
+@option("input", "--min-gap", mirrors=(_POLICY, "min_gap_s"), show_default=True,
+        help="Seconds between keyframes, at least.")
+@option("input", "--decoders", default=",".join(field_default(_PIPELINE, "decoders")), show_default=True,
+        help="Decoder backends, in the order tried.")
+@option("input", "--hash", "hash_mode", type=click.Choice(["sampled", "full"]), mirrors=(_PIPELINE, "hash_mode"),
+        show_default=True, help="Content hash for skipping unchanged videos: size + sampled MiBs, or every byte.")
+@option("input", "--force", is_flag=True, help="Re-embed every input, replacing its rows (never duplicating them).")
+@option("input", "--retry-failed", is_flag=True,
+        help="Re-embed inputs whose previous row is failed (e.g. timed out).")
+@option("model", "--descriptors", default=",".join(field_default(_EMBED, "descriptors")), show_default=True,
+        help="Comma-separated descriptor columns to compute.")
+@option("model", "--short-side", mirrors=(_EMBED, "short_side"), show_default=True,
+        help="Frames are resized to this short side.")
+@option("model", "--precision", type=click.Choice(["fp32", "fp16", "bf16"]), mirrors=(_EMBED, "precision"),
+        show_default=True,
+        help="Encoder precision (fp16/bf16 autocast: faster on GPUs; vectors differ from fp32 in the last bits).")
+@option("output", "--out", "out_dir", required=True,
+        help="Run directory (local folder or bucket URI); keyframes/ and videos/ Parquet datasets go under it.")
+@option("output", "--shard-size", mirrors=(_PIPELINE, "shard_size"), show_default=True,
+        help="Videos per Parquet shard; finished shards survive a killed run.")
+@option("output", "--quiet", is_flag=True, help="No progress bar.")
+@option("performance", "--device", type=click.Choice(["auto", "cpu", "cuda"]), mirrors=(_EMBED, "device"),
+        show_default=True, help="Where the models run (auto: CUDA when present).")
+@option("performance", "--batch-size", mirrors=(_PIPELINE, "max_batch_keyframes"), show_default=True,
+        help="Most keyframes per inference batch (RunInference) and per forward pass.")
+@option("performance", "--max-batch-duration", type=float, mirrors=(_PIPELINE, "max_batch_duration_s"),
+        help="Seconds RunInference may wait to fill a batch (default: no limit).")
+@option("performance", "--batch-across-videos", is_flag=True,
+        help="Pack keyframes of several videos into one forward pass (GPU throughput; vectors then depend "
+             "on batch composition in the last bits).")
+@option("performance", "--decode-timeout", mirrors=(_PIPELINE, "decode_timeout_s"), show_default=True,
+        help="Seconds per video for decoding, in a separate process; 0 decodes in-process (no isolation).")
+@option("performance", "--runner", mirrors=(_PIPELINE, "runner"), show_default=True,
+        help="Beam runner: FnApiRunner (in-process, offline), DaskRunner, FlinkRunner, SparkRunner, "
+             "DataflowRunner.")
+@option("performance", "--beam-args", default="",
+        help="Pipeline options passed to Beam unchanged, e.g. '--direct_num_workers=2' or Dataflow's "
+             "'--project ...'.")
 def embed(inputs: tuple[str, ...], out_dir: str, manifests: tuple[str, ...], short_side: int, max_keyframes: int,
           min_gap: float, descriptors: str, device: str, precision: str, batch_size: int,
           max_batch_duration: float | None, batch_across_videos: bool, decoders: str, decode_timeout: float,
@@ -87,8 +98,8 @@ def embed(inputs: tuple[str, ...], out_dir: str, manifests: tuple[str, ...], sho
     a killed run keeps its finished shards and the next run completes the rest. See docs/nightly.md.
     """
     from styleaxis.embed.embedder import EmbedConfig
-    from styleaxis.pipelines.beam import PipelineConfig, run_embed
-    from styleaxis.pipelines.inputs import expand_inputs
+    from styleaxis.api import embed_catalogue
+    from styleaxis.pipelines.beam import PipelineConfig
     from styleaxis.media.video import KeyframePolicy
 
     if not inputs and not manifests:
@@ -111,13 +122,15 @@ def embed(inputs: tuple[str, ...], out_dir: str, manifests: tuple[str, ...], sho
         pipeline_args=tuple(shlex.split(beam_args)),
         progress=not quiet,
     )
-    summary = run_embed(expand_inputs(list(inputs), manifests), config)
+    summary = embed_catalogue(list(inputs), out_dir, config, manifests)
     _print_embed_summary(summary)
 
 
 def _print_embed_summary(summary: dict[str, Any]) -> None:
     from styleaxis.pipelines.dataset import read_dataset
 
+    for line in summary.get("skipped_inputs", ()):
+        click.echo(f"skipped {line}")
     click.echo(f"run {summary['run_id']}: {summary['inputs']} inputs, {summary['skipped']} already embedded, "
                f"{summary['embedded']} embedded -> {summary['out_dir']}")
     if summary["recovered"]:
