@@ -12,12 +12,16 @@ from typing import Any
 import click
 import pandas as pd
 
-from styleaxis.cli.common import CliGroup, split_names
+from styleaxis.cli.common import CliGroup, field_default, option, split_names
 
 __all__ = ["eval_group", "nearest_neighbours"]
 
 _PATH = click.Path(exists=True, path_type=Path)
 _SPLITS = ("easy", "hard", "unseen", "train")
+_EC = "styleaxis.eval.ec.ECConfig"
+_CATALOG = "styleaxis.eval.catalog.CatalogConfig"
+_EMBED = "styleaxis.embed.embedder.EmbedConfig"
+_POLICY = "styleaxis.media.video.KeyframePolicy"
 
 
 @click.group("eval", cls=CliGroup)
@@ -32,18 +36,19 @@ def eval_group() -> None:
 def _ec_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options that build an ECConfig, shared by `eval ec` and `eval report`."""
     options = [
-        click.option("--encoder", default="auto", show_default=True,
+        option("model", "--encoder", mirrors=(_EC, "encoder"), show_default=True,
                      help="Registry id of the EC encoder; auto = vgg19 when its weights load, else vgg16-hed."),
-        click.option("--directions", default=128, show_default=True, type=click.IntRange(min=1),
+        option("model", "--directions", mirrors=(_EC, "directions"), show_default=True, type=click.IntRange(min=1),
                      help="R, the number of random projection directions."),
-        click.option("--seed", default=0, show_default=True, help="Seed of the random directions."),
-        click.option("--short-side", default=256, show_default=True, type=click.IntRange(min=0),
+        option("model", "--seed", mirrors=(_EC, "seed"), show_default=True, help="Seed of the random directions."),
+        option("model", "--short-side", mirrors=(_EC, "short_side"), show_default=True, type=click.IntRange(min=0),
                      help="Resize images to this short side before the encoder (0 keeps their size)."),
-        click.option("--grey", is_flag=True, help="Coherence on grey (BT.709 luma) instead of RGB."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        option("model", "--grey", is_flag=True, help="Coherence on grey (BT.709 luma) instead of RGB."),
+        option("performance", "--device", type=click.Choice(["auto", "cpu", "cuda"]), mirrors=(_EC, "device"),
+                       show_default=True, help="Where the encoder runs (auto: CUDA when present)."),
     ]
-    for option in reversed(options):
-        command = option(command)
+    for add in reversed(options):
+        command = add(command)
     return command
 
 
@@ -66,16 +71,16 @@ def _warnings_to_stderr() -> Iterator[None]:
 
 
 @eval_group.command("ec")
-@click.option("--content", type=_PATH, default=None, help="Content image, or folder of them (matched by file stem).")
-@click.option("--style", type=_PATH, default=None, help="Style image, or folder of them (matched by file stem).")
-@click.option("--stylized", type=_PATH, default=None, help="Stylised image, or folder of them.")
-@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@option("input", "--content", type=_PATH, default=None, help="Content image, or folder of them (matched by file stem).")
+@option("input", "--style", type=_PATH, default=None, help="Style image, or folder of them (matched by file stem).")
+@option("input", "--stylized", type=_PATH, default=None, help="Stylised image, or folder of them.")
+@option("input", "--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Instead of the three paths: a CSV with columns content,style,stylized[,method] "
                    "(relative paths are relative to the CSV).")
-@click.option("--method", default=None, help="Method name for folder input (default: the stylised folder's name).")
-@click.option("--out", "out_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@option("input", "--method", default=None, help="Method name for folder input (default: the stylised folder's name).")
+@option("output", "--out", "out_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the per-item table to this CSV.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@option("output", "--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_ec_options
 def ec(content: Path | None, style: Path | None, stylized: Path | None, csv_path: Path | None, method: str | None,
        out_csv: Path | None, as_json: bool, **ec_options: Any) -> None:
@@ -149,14 +154,14 @@ def nearest_neighbours(index_dir: str | Path, queries: list[str] | None = None, 
 
 @eval_group.command("report")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@option("output", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the report goes (default RUN_DIR/report).")
-@click.option("--index", "index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+@option("input", "--index", "index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A styleaxis index directory: adds nearest neighbours per axis for sample queries.")
-@click.option("--query", "queries", multiple=True, help="Video id to show neighbours for (repeatable; "
+@option("input", "--query", "queries", multiple=True, help="Video id to show neighbours for (repeatable; "
                                                          "default: 3 ids drawn from the index).")
-@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(min=1), help="Neighbours per axis.")
-@click.option("--title", default="styleaxis evaluation report", show_default=True, help="Page title.")
+@option("output", "-k", "k", default=5, show_default=True, type=click.IntRange(min=1), help="Neighbours per axis.")
+@option("output", "--title", default="styleaxis evaluation report", show_default=True, help="Page title.")
 @_ec_options
 def report(run_dir: Path, out_dir: Path | None, index_dir: Path | None, queries: tuple[str, ...], k: int,
            title: str, **ec_options: Any) -> None:
@@ -179,20 +184,21 @@ def report(run_dir: Path, out_dir: Path | None, index_dir: Path | None, queries:
 
 
 @eval_group.command("catalog")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+@option("output", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for images/ and catalog.csv (an interrupted build resumes).")
-@click.option("--split", type=click.Choice(_SPLITS), default="easy", show_default=True,
+@option("input", "--split", type=click.Choice(_SPLITS), mirrors=(_CATALOG, "split"), show_default=True,
               help="easy: pixel-aligned stylisations; hard: each item mildly cropped, flipped and down-scaled "
                    "before stylisation; unseen: hard, with colour grades and filters as styles; train: photos "
                    "and styles disjoint from the others, for `train content-head`.")
-@click.option("--contents", default=None, help="Comma-separated photo names instead of the split's.")
-@click.option("--styles", default=None, help="Comma-separated style names instead of the split's "
+@option("input", "--contents", default=None, help="Comma-separated photo names instead of the split's.")
+@option("input", "--styles", default=None, help="Comma-separated style names instead of the split's "
                                              "(identity, cin26-NN, photo-NAME, or a filter).")
-@click.option("--short-side", type=click.IntRange(min=32), default=256, show_default=True,
+@option("output", "--short-side", type=click.IntRange(min=32), mirrors=(_CATALOG, "short_side"), show_default=True,
               help="Photos' short side in pixels (augmented items are at most this).")
-@click.option("--views", type=click.IntRange(min=1), default=1, show_default=True,
+@option("input", "--views", type=click.IntRange(min=1), mirrors=(_CATALOG, "views"), show_default=True,
               help="Augmented copies per (content, style) (hard, unseen and train splits).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of augmentations and random filters.")
+@option("input", "--seed", type=int, mirrors=(_CATALOG, "seed"), show_default=True,
+        help="Seed of augmentations and random filters.")
 def catalog(out_dir: Path, split: str, contents: str | None, styles: str | None, short_side: int, views: int,
             seed: int) -> None:
     """Write a labelled catalogue: images of known content and style, and catalog.csv (path, content, style).
@@ -211,20 +217,22 @@ def catalog(out_dir: Path, split: str, contents: str | None, styles: str | None,
 
 
 @eval_group.command("retrieval")
-@click.option("--catalog", "catalog_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@option("input", "--catalog", "catalog_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True, help="catalog.csv with columns path, content, style (images or videos; paths "
                                   "relative to the CSV).")
-@click.option("--descriptors", default="style_in,style_cin,style_eff,content", show_default=True,
+@option("model", "--descriptors", default=",".join(field_default(_EMBED, "descriptors")), show_default=True,
               help="Comma-separated descriptors to embed. The axes are the index's defaults (style: style_eff, "
                    "content-relative; content: content) when embedded, else every style* / other descriptor; "
                    "each remaining descriptor is also scored alone.")
-@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Cut-off of P@k and leakage.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@option("output", "-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+        help="Cut-off of P@k and leakage.")
+@option("output", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write retrieval.json, retrieval.csv, per_style.csv and per_style.png here.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (table and per-style breakdown) instead of text.")
-@click.option("--short-side", type=click.IntRange(min=32), default=256, show_default=True,
+@option("output", "--json", "as_json", is_flag=True, help="Print JSON (table and per-style breakdown) instead of text.")
+@option("model", "--short-side", type=click.IntRange(min=32), mirrors=(_EMBED, "short_side"), show_default=True,
               help="Frames are resized to this short side before embedding.")
-@click.option("--max-keyframes", type=click.IntRange(min=1), default=8, show_default=True,
+@option("input", "--max-keyframes", type=click.IntRange(min=1), mirrors=(_POLICY, "max_keyframes"),
+        show_default=True,
               help="Key frames averaged per video row.")
 def retrieval(catalog_csv: Path, descriptors: str, k: int, out_dir: Path | None, as_json: bool, short_side: int,
               max_keyframes: int) -> None:
