@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import faiss
 import uvicorn
@@ -47,6 +47,9 @@ from .search import Mode, Result, SearchConfig, Searcher, UnknownVideoError
 
 MAX_K = 1000
 MAX_BATCH = 256
+#: finite bounds on client numbers, so no score overflows float32 into inf/NaN (a null in the JSON answer)
+Weight = Annotated[float, Field(ge=-1e3, le=1e3, allow_inf_nan=False)]
+Component = Annotated[float, Field(ge=-1e9, le=1e9, allow_inf_nan=False)]
 DEFAULT_MODE: Mode = "same-style-different-content"
 
 
@@ -141,7 +144,7 @@ class _Options(BaseModel):
     k: int = Field(10, ge=1, le=MAX_K, description="number of results")
     allow: list[str] | None = Field(None, description="only these video ids may be returned")
     exclude: list[str] | None = Field(None, description="these video ids are never returned")
-    weights: dict[Literal["style", "content"], float] | None = Field(
+    weights: dict[Literal["style", "content"], Weight] | None = Field(
         None, description="per-axis weights of mode 'weighted', e.g. {'style': 1, 'content': -0.5}"
     )
     model_identity: dict[str, str] | None = Field(
@@ -160,7 +163,7 @@ class SearchRequest(_Options):
     model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["video_id"]}, {"required": ["vectors"]}]})
 
     video_id: str | SkipJsonSchema[None] = Field(None, json_schema_extra=lambda schema: schema.pop("default"))
-    vectors: dict[str, list[float]] | SkipJsonSchema[None] = Field(
+    vectors: dict[str, list[Component]] | SkipJsonSchema[None] = Field(
         None, json_schema_extra=lambda schema: schema.pop("default"))
 
     @model_validator(mode="before")
@@ -182,7 +185,7 @@ class BatchSearchRequest(_Options):
 
     video_ids: list[str] | SkipJsonSchema[None] = Field(
         None, min_length=1, max_length=MAX_BATCH, json_schema_extra=lambda schema: schema.pop("default"))
-    vectors: dict[str, list[list[float]]] | SkipJsonSchema[None] = Field(
+    vectors: dict[str, list[list[Component]]] | SkipJsonSchema[None] = Field(
         None, json_schema_extra=lambda schema: schema.pop("default"))
 
     @model_validator(mode="before")

@@ -164,6 +164,8 @@ def test_bad_requests_get_clear_json_errors(client, index_dir):
     assert not_allowed.headers["allow"] == "POST"
     for null in ({"video_id": None, "vectors": wrong_dim}, {"video_id": video_id, "vectors": None}):
         assert "may not be null" in _error(client.post("/search", json=null), 422, "invalid_request")
+    huge = {"video_id": video_id, "mode": "weighted", "weights": {"style": 6e32, "content": -1.7e308}}
+    assert "weights.style" in _error(client.post("/search", json=huge), 422, "invalid_request")  # scores stay finite
     assert "exactly one of video_ids or vectors" in _error(
         client.post("/search/batch", json={"video_ids": [video_id], "vectors": {}}), 422, "invalid_request")
 
