@@ -37,7 +37,7 @@ from tqdm import tqdm
 from .descriptors import CONTENT_GRID, symmetric_grid_pool, whiten
 from .functional import l2_normalize
 from .images import resize_short_side
-from .registry import load_model, resolve_weights
+from .registry import load_checkpoint, load_model, resolve_weights
 from .training import Trainer, export_model, fit, load_rgb, to_tensor
 
 __all__ = [
@@ -120,7 +120,7 @@ def save_content_head(head: ContentHead, path: str | os.PathLike[str]) -> Path:
 
 def read_content_head(path: str | os.PathLike[str]) -> ContentHead:
     """The head alone (eval mode) from a file written by :func:`save_content_head`."""
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    data = load_checkpoint(path)
     if not isinstance(data, dict) or set(data) != {"arch", "state_dict"}:
         raise ValueError(f"{path}: expected a content head file with keys arch, state_dict, "
                          f"got {sorted(data) if isinstance(data, dict) else type(data).__name__}")
@@ -222,7 +222,7 @@ def _encode_items(items: Sequence[tuple[str, str, str]], encoder: nn.Module, con
     cache = Path(config.out_dir) / "features.pt"
     digest = _items_digest(items) + f"/{config.encoder}/{config.short_side}"
     if cache.is_file():
-        data = torch.load(cache, map_location="cpu", weights_only=True)
+        data = load_checkpoint(cache)
         if data.get("digest") == digest:
             return list(data["maps"])
     maps = []

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .registry import load_checkpoint
+
 __all__ = ["EFFNET_TAPS", "EffNetEncoder", "load_effnet_lite0"]
 
 #: tap name -> index of the last MBConv block of that stage (stride 8, 16, 16, 32, 32); "head" is the 1x1 head conv.
@@ -56,7 +58,7 @@ def load_effnet_lite0(path: Path) -> EffNetEncoder:
     from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name("efficientnet-lite0", image_size=None)  # dynamic SAME padding: any size
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     try:

@@ -20,9 +20,15 @@ import importlib
 import importlib.util
 import json
 import os
+import pickle
 import re
+import warnings
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
 import torch
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
     "sha256_file",
     "resolve_weights",
     "load_model",
+    "load_checkpoint",
     "fetch",
 ]
 
@@ -204,6 +211,27 @@ def resolve_weights(name: str, path: str | os.PathLike[str] | None = None) -> tu
             "the file is not the checkpoint this record describes"
         )
     return p, digest
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Any:
+    """A PyTorch checkpoint's contents, loaded with ``weights_only=True`` (tensors and plain containers
+    only: styleaxis never unpickles a user's file). Every failure is one WeightsError naming the file:
+    missing, not a checkpoint, or holding Python objects that only a full unpickle would build."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{p}: checkpoint not found")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing: the error says it all
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's weights-only unpickler met something that is not a tensor
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f"it references the Python object {found.group(1)}" if found else "it is not a weights-only checkpoint"
+        raise WeightsError(f"{p}: refused: {what}, and styleaxis loads checkpoints as weights only, never unpickling "
+                           "a file; pass a file written by styleaxis") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise WeightsError(f"{p}: not a readable PyTorch checkpoint ({lines[0] if lines else type(exc).__name__})") from None
 
 
 def load_model(name: str, path: str | os.PathLike[str] | None = None) -> torch.nn.Module:

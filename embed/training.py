@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from .images import resize_short_side
-from .registry import load_model
+from .registry import load_checkpoint, load_model
 
 __all__ = [
     "IMAGE_SUFFIXES", "list_images", "load_rgb", "to_tensor", "to_uint8", "CropSampler", "content_style_crops",
@@ -184,7 +184,7 @@ class Checkpoints:
         if digest != expected:
             raise ValueError(f"{path}: sha256 {digest} does not match the recorded {expected}; "
                              "the checkpoint is damaged")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_checkpoint(path)
 
     def config_of(self, step: int) -> dict[str, Any]:
         """The training config recorded beside the checkpoint at ``step``."""

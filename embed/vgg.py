@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import load_checkpoint
+
 __all__ = [
     "VGG16_BLOCKS", "VGG19_BLOCKS", "VGGEncoder",
     "load_vgg16_hed", "load_vgg19_torchvision", "load_vgg19_normalised", "load_vgg19_file",
@@ -196,7 +198,7 @@ def load_vgg19_normalised(path: Path, state: dict[str, torch.Tensor]) -> VGGEnco
 
 def load_vgg19_file(path: Path) -> VGGEncoder:
     """VGG19 from a local state dict in either torchvision's or AdaIN's vgg_normalised layout (detected)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
     if any(k.startswith("features.") for k in state):

@@ -50,7 +50,7 @@ from torch import nn
 from styleaxis.embed.descriptors import STYLE_TAPS
 from styleaxis.embed.functional import adain, calc_mean_std, luminance_transfer, masked_adain, match_color
 from styleaxis.embed.images import resize_short_side
-from styleaxis.embed.registry import load_model, resolve_weights
+from styleaxis.embed.registry import load_checkpoint, load_model, resolve_weights
 from styleaxis.embed.training import Trainer, content_style_crops, export_model, fit
 from styleaxis.embed.vgg import VGGEncoder
 
@@ -155,7 +155,7 @@ def load_decoder(path: str | os.PathLike[str]) -> Decoder:
 
     The returned decoder carries ``encoder`` and ``tap`` attributes naming what it was trained for.
     """
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_checkpoint(path)
     if not isinstance(payload, dict) or payload.get("format") != DECODER_FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path}: not an AdaIN decoder file (format {DECODER_FORMAT!r} expected, got {got!r})")

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from styleaxis.embed.magenta import MultiStyleCIN
-from styleaxis.embed.registry import load_model, resolve_weights
+from styleaxis.embed.registry import load_checkpoint, load_model, resolve_weights
 from styleaxis.embed.training import CropSampler, Trainer, list_images
 
 from .config import Stylizer, StylizeConfig
@@ -119,7 +119,7 @@ def save_cin(model: CINNet, path: str | os.PathLike[str]) -> Path:
 
 def load_cin(path: str | os.PathLike[str]) -> CINNet:
     """Read a CIN network written by :func:`save_cin` (``weights_only=True``), in eval mode."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_checkpoint(path)
     if not isinstance(payload, dict) or payload.get("format") != CIN_FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path}: not a CIN network file (format {CIN_FORMAT!r} expected, got {got!r})")

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from styleaxis.embed.registry import load_checkpoint
 from styleaxis.embed.training import CropSampler, Trainer
 
 from .config import Stylizer, StylizeConfig
@@ -120,7 +121,7 @@ def read_network(path: str | os.PathLike[str], fmt: str, model: Callable[[dict[s
     ``model(payload)`` and load the state dict strictly; returns the module in eval mode."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"network file not found: {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_checkpoint(path)
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path}: format {fmt!r} expected, got {got!r}")

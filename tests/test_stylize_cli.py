@@ -217,3 +217,36 @@ def test_the_other_methods_run_through_the_main_cli(images, tmp_path: Path) -> N
     missing = CliRunner().invoke(main, ["stylize", "--method", "johnson", "--content", str(images["content"]),
                                         "--out", str(tmp_path / "x.png")])
     assert missing.exit_code == 1 and "needs a network file" in missing.output
+
+
+class _Payload:
+    """Unpickling this would run a shell command: what a malicious 'checkpoint' carries."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("kind", ["pickle", "torch", "text"])
+def test_a_model_file_that_is_not_weights_is_refused_in_one_line(tmp_path: Path, kind: str) -> None:
+    import pickle
+
+    marker, model = tmp_path / "pwned", tmp_path / "model.pt"
+    if kind == "pickle":
+        model.write_bytes(pickle.dumps({"format": "styleaxis-johnson/1", "payload": _Payload(marker)}))
+    elif kind == "torch":
+        torch.save({"format": "styleaxis-johnson/1", "payload": _Payload(marker)}, model)
+    else:
+        model.write_text("not a checkpoint\n")
+    content = tmp_path / "c.png"
+    Image.fromarray(data.astronaut()[:64, :64]).save(content)
+    result = CliRunner().invoke(commands, ["stylize", "--method", "johnson", "--content", str(content), "--model",
+                                           str(model), "--out", str(tmp_path / "out.png")])
+    assert result.exit_code == 1 and not marker.exists()
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(model) in lines[0] and "refused" in lines[0], result.output
+    assert "weights_only=False" not in result.output and "Traceback" not in result.output
