@@ -31,13 +31,15 @@ import numpy as np
 from .relative import content_relative, expand_rows, nearest_rows, style_relative_content
 
 __all__ = [
-    "RELATIVE_DESCRIPTORS", "CONTENT_BASE", "STYLE_BASE", "BASE_AXES", "RelativeConfig", "Residual", "Combine",
+    "RELATIVE_DESCRIPTORS", "DEFAULT_AXES", "CONTENT_BASE", "STYLE_BASE", "BASE_AXES", "RelativeConfig", "Residual", "Combine",
     "Expand", "StyleRelative", "Step", "AxisRecipe", "Catalogue", "TransformKind", "encode", "combine_blocks",
     "centre_unit", "ExactCatalogue", "exact_axes",
 ]
 
 #: descriptors that are made content-relative wherever an axis is built from them
 RELATIVE_DESCRIPTORS: frozenset[str] = frozenset({"style_eff"})
+#: the axes the index builds by default (style: style_eff, made content-relative; content: content)
+DEFAULT_AXES: dict[str, tuple[str, ...]] = {"style": ("style_eff",), "content": ("content",)}
 #: the content axis before its style-relative step
 CONTENT_BASE = "content_base"
 #: the style axis before its expansion

@@ -34,19 +34,17 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..embed.recipe import RelativeConfig, centre_unit, combine_blocks, exact_axes
+from ..embed.recipe import DEFAULT_AXES, RelativeConfig, centre_unit, combine_blocks, exact_axes
 from .io import atomic_write
 
 __all__ = [
-    "Axis", "DEFAULT_AXES", "PRECISION_NAMES", "axis_of", "axis_matrix",
+    "Axis", "PRECISION_NAMES", "axis_of", "axis_matrix",
     "per_query_metrics",
     "summarize",
     "RetrievalReport", "evaluate", "plot_per_style",
 ]
 
 Axis = Literal["style", "content"]
-#: the axes the index builds by default (styleaxis.index.build): style = style_eff (content-relative), content = content
-DEFAULT_AXES: dict[str, tuple[str, ...]] = {"style": ("style_eff",), "content": ("content",)}
 PRECISION_NAMES: dict[str, str] = {"style": "SSDC-P@{k}", "content": "SCDS-P@{k}"}
 _METRICS = ("precision", "ap", "leakage")
 

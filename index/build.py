@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..embed.recipe import BASE_AXES, AxisRecipe, RelativeConfig, TransformKind, encode
+from ..embed.recipe import BASE_AXES, DEFAULT_AXES, AxisRecipe, RelativeConfig, TransformKind, encode
 from ._io import atomic_open, sha256_file, write_npy_rows
 from .calibrate import hubness
 from .generations import commit, previous_manifest, writer_lock
@@ -55,12 +55,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # axis/descriptor names become file nam
 _ROWS_PER_BLOCK = 65536
 
 
-def _default_axes() -> dict[str, tuple[str, ...]]:
-    # style: content-relative EfficientNet IN means (bench/disentangle.py: hard-split SSDC-P@10 0.975
-    # against 0.930 for the former style_in + style_cin)
-    return {"style": ("style_eff",), "content": ("content",)}
-
-
 @dataclass(frozen=True)
 class IndexConfig:
     """What to index and how.
@@ -78,7 +72,7 @@ class IndexConfig:
     switch, for readers that were loading it (deleted by a later build; index.generations).
     """
 
-    axes: Mapping[str, tuple[str, ...]] = field(default_factory=_default_axes)
+    axes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_AXES))
     factory: str | None = None
     whiten: Whiten = "none"
     memory_budget_gb: float = 8.0

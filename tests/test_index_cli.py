@@ -100,4 +100,8 @@ def test_every_command_has_help():
     for args in (["index", "--help"], ["index", "build", "--help"], ["index", "audit", "--help"], ["serve", "--help"]):
         result = runner.invoke(cli, args)
         assert result.exit_code == 0 and "Usage:" in result.output, args
-    assert "--host" in runner.invoke(cli, ["serve", "--help"]).output
+    serve_help = runner.invoke(cli, ["serve", "--help"]).output
+    assert "--host" in serve_help and "Input options:" in serve_help and "Performance options:" in serve_help
+    for limit in ("--max-upload-mb", "--max-json-mb", "--max-pixels", "--max-seconds", "--decode-timeout",
+                  "--decode-memory-mb", "--decode-workers"):
+        assert limit in serve_help, limit

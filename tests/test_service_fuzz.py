@@ -14,7 +14,6 @@ from styleaxis.index.service import ServiceConfig, create_app
 from styleaxis.media.video import read_frames
 from test_service import index_dir, running, wait_ready  # noqa: F401  (index_dir is a fixture)
 
-pytest.importorskip("schemathesis")
 
 # Schema-valid data that the service still refuses, for reasons a schema cannot carry: vector
 # dimensions and model hashes depend on the index loaded, uploaded bytes are arbitrary, and ids are

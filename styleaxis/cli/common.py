@@ -132,10 +132,20 @@ def _literal(module: str, value: ast.expr) -> Any:
         if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
             raise _NotLiteral(f"{module}.{value.id}")
         return _literal(where, node.value)
+    if isinstance(value, ast.BinOp) and type(value.op) in _ARITHMETIC:  # e.g. 32 * 2**20
+        left, right = _literal(module, value.left), _literal(module, value.right)
+        if not all(type(v) in (int, float) for v in (left, right)) or (isinstance(value.op, ast.Pow) and right > 64):
+            raise _NotLiteral(module)
+        return _ARITHMETIC[type(value.op)](left, right)
     try:
         return ast.literal_eval(value)
     except ValueError:
         raise _NotLiteral(module) from None
+
+
+_ARITHMETIC: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b, ast.Pow: lambda a, b: a ** b,
+}
 
 
 class GroupedOption(click.Option):

@@ -245,7 +245,8 @@ def retrieval(catalog_csv: Path, descriptors: str, k: int, out_dir: Path | None,
     """
     from styleaxis.embed.embedder import EmbedConfig
     from styleaxis.eval.catalog import embed_catalog, read_catalog
-    from styleaxis.eval.retrieval import DEFAULT_AXES, axis_of, evaluate
+    from styleaxis.embed.recipe import DEFAULT_AXES
+    from styleaxis.eval.retrieval import axis_of, evaluate
 
     names = split_names(descriptors)
     table = read_catalog(catalog_csv)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from styleaxis.cli.common import CliGroup, field_default, option, split_names
+from styleaxis.cli.common import CliGroup, GroupedCommand, field_default, module_constant, option, split_names
 
 __all__ = ["index", "serve"]
 
@@ -21,7 +21,7 @@ def index() -> None:
 
 _INDEX = "styleaxis.index.build.IndexConfig"
 _RELATIVE = "styleaxis.embed.recipe.RelativeConfig"
-_AXES = field_default(_INDEX, "axes")
+_AXES = module_constant("styleaxis.embed.recipe", "DEFAULT_AXES")
 
 
 @index.command("build")
@@ -163,23 +163,44 @@ def index_audit(index_dir: Path, run_dir: Path | None, sample: int, k: int, seed
         raise click.exceptions.Exit(1)
 
 
-@click.command("serve")
+_SERVICE = "styleaxis.index.service.ServiceConfig"
+
+
+@click.command("serve", cls=GroupedCommand)
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
-@click.option("--max-upload-mb", default=32.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Largest image/video upload accepted by POST /search/file.")
-@click.option("--calibration", type=click.Choice(["z", "csls"]), default="z", show_default=True,
-              help="Per-axis score calibration (csls needs an index built with --hubness-k).")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
-              help="FAISS/BLAS threads per query (requests already run concurrently).")
-@click.option("--no-verify", is_flag=True, help="Skip re-hashing the index files on load (canaries still run).")
-def serve(index_dir: Path, host: str, port: int, max_upload_mb: float, calibration: str, threads: int,
-          no_verify: bool) -> None:
+@option("output", "--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
+@option("output", "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@option("model", "--calibration", type=click.Choice(["z", "csls"]), mirrors=("styleaxis.index.queries.SearchConfig",
+        "calibration"), show_default=True,
+        help="Per-axis score calibration (csls needs an index built with --hubness-k).")
+@option("input", "--max-upload-mb", default=field_default(_SERVICE, "max_upload_bytes") / 2**20, show_default=True,
+        type=click.FloatRange(min=0, min_open=True), help="Largest image/video upload accepted by POST /search/file.")
+@option("input", "--max-json-mb", default=field_default(_SERVICE, "max_json_bytes") / 2**20, show_default=True,
+        type=click.FloatRange(min=0, min_open=True),
+        help="Largest JSON body (every request but the upload); a larger one gets 413 unread.")
+@option("input", "--max-pixels", mirrors=(_SERVICE, "max_pixels"), show_default=True, type=click.IntRange(min=1),
+        help="Largest width x height of an uploaded image or video frame, read from its header (413 above).")
+@option("input", "--max-seconds", mirrors=(_SERVICE, "max_seconds"), show_default=True,
+        type=click.FloatRange(min=0, min_open=True), help="Longest uploaded video, from its header (413 above).")
+@option("performance", "--decode-timeout", "decode_timeout_s", mirrors=(_SERVICE, "decode_timeout_s"),
+        show_default=True, type=click.FloatRange(min=0, min_open=True),
+        help="Seconds to decode one upload in a worker process; 422 too_costly past it.")
+@option("performance", "--decode-memory-mb", mirrors=(_SERVICE, "decode_memory_mb"), show_default=True,
+        type=click.IntRange(min=1), help="Memory a decoder worker may add beyond its imports; 422 too_costly past it.")
+@option("performance", "--decode-workers", mirrors=(_SERVICE, "decode_workers"), show_default=True,
+        type=click.IntRange(min=1),
+        help="Decoder processes; further uploads wait for one up to --decode-timeout, then 503 busy.")
+@option("performance", "--threads", default=1, show_default=True, type=click.IntRange(min=1),
+        help="FAISS/BLAS threads per query (requests already run concurrently).")
+@option("other", "--no-verify", is_flag=True, help="Skip re-hashing the index files on load (canaries still run).")
+def serve(index_dir: Path, host: str, port: int, calibration: str, max_upload_mb: float, max_json_mb: float,
+          max_pixels: int, max_seconds: float, decode_timeout_s: float, decode_memory_mb: int, decode_workers: int,
+          threads: int, no_verify: bool) -> None:
     """Serve INDEX_DIR over HTTP (FastAPI on uvicorn): docs at /docs, /health, /ready, /search...
 
     The index is loaded once at start-up; /ready answers 200 once its files are verified and its
-    canary queries pass. Query files (images and videos) are embedded with the index's settings.
+    canary queries pass. Query files (images and videos) are embedded with the index's settings, after
+    their headers pass the caps, in decoder processes with time and memory limits (docs/search.md).
     """
     from styleaxis.index.manifest import IndexManifest
     from styleaxis.index.search import SearchConfig
@@ -187,6 +208,8 @@ def serve(index_dir: Path, host: str, port: int, max_upload_mb: float, calibrati
     from styleaxis.index.service import serve as run_service
 
     IndexManifest.load(index_dir)  # fail now, with one line, if this is not an index directory
+    service = ServiceConfig(max_upload_bytes=int(max_upload_mb * 2**20), max_json_bytes=int(max_json_mb * 2**20),
+                            max_pixels=max_pixels, max_seconds=max_seconds, decode_timeout_s=decode_timeout_s,
+                            decode_memory_mb=decode_memory_mb, decode_workers=decode_workers, verify=not no_verify)
     run_service(index_dir, host=host, port=port, threads=threads,
-                search_config=SearchConfig(calibration=calibration),
-                service_config=ServiceConfig(max_upload_bytes=int(max_upload_mb * 2**20), verify=not no_verify))
+                search_config=SearchConfig(calibration=calibration), service_config=service)
