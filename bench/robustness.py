@@ -9,10 +9,17 @@ serve: the service (a separate process, default ServiceConfig, over an index of 
       max_json_bytes; the peak RSS of the server process, and of the server plus its decoder
       workers, sampled every 20 ms.
 
-Parts still to add as functions beside serve_fuzz / serve_load, each returning rows for the table:
-bad inputs tried and rows written, kills survived and rows lost, concurrent build/load failures.
+inputs: a folder of bad inputs (empty, text, truncated, a symlink loop, a folder named like a video, a
+    non-media file) plus a missing path and a glob that matches nothing, through `styleaxis embed`'s API:
+    every input must be a row or a skip line.
+kills: `styleaxis embed` over the clips killed with SIGKILL at a random moment, then run again, --kills
+    times; the final rows and vectors are compared with a clean run's.
+build/load: two `styleaxis index build --rebuild` processes at once, --rebuilds times each, while a
+    thread loads the index over and over: builds refused by the writer lock, indexes left unloadable,
+    loads that failed.
 
     python bench/robustness.py [--workdir DIR] [--max-examples 30] [--fuzz-seconds 120] [--clients 20]
+                               [--kills 6] [--rebuilds 5] [--sections inputs,kills,build,serve]
 """
 from __future__ import annotations
 
@@ -203,6 +210,116 @@ def serve_load(index_dir: Path, clients: int, video_id: str) -> list[Row]:
 
 
 # ---------------------------------------------------------------------------------------------------
+# The embed job: bad inputs, kills
+
+
+def bad_inputs(workdir: Path, clip: Path) -> list[Row]:
+    """Every input the user names, or a folder holds, is a row or a skip line; the job goes on."""
+    from styleaxis.api import embed_catalogue
+    from styleaxis.embed.embedder import EmbedConfig
+    from styleaxis.pipelines.beam import PipelineConfig
+    from styleaxis.pipelines.dataset import read_dataset
+
+    folder = workdir / "bad-inputs"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copy(clip, folder / "good.mp4")
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "notes.mp4").write_text("not a video\n")
+    (folder / "cut.mp4").write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    (folder / "loop.mp4").symlink_to(folder / "loop.mp4")
+    (folder / "album.mp4").mkdir()
+    (folder / "readme.txt").write_text("a non-media file")
+    named = [str(folder), str(workdir / "missing.mp4"), str(workdir / "nothing-*.mp4")]
+    entries = 7 + 2  # the folder's entries, the missing path and the empty glob
+    run = workdir / "bad-inputs-run"
+    shutil.rmtree(run, ignore_errors=True)
+    summary = embed_catalogue(named, run, PipelineConfig(out_dir=run, embed=EmbedConfig(short_side=64), progress=False))
+    rows = read_dataset(run, "videos")
+    statuses = rows.status.value_counts().to_dict()
+    accounted = len(rows) + len(summary["skipped_inputs"])
+    return [("inputs: entries named or held by a folder", str(entries)),
+            ("inputs: rows written / skip lines", f"{len(rows)} ({statuses}) / {len(summary['skipped_inputs'])}"),
+            ("inputs: entries lost", str(entries - accounted))]
+
+
+def _embed_cli(clips: Path, run: Path) -> list[str]:
+    return [sys.executable, "-m", "styleaxis.cli", "embed", str(clips), "--out", str(run), "--short-side", "64",
+            "--quiet"]
+
+
+def kills(workdir: Path, clips: Path, times: int, seed: int = 0) -> list[Row]:
+    """Kill `styleaxis embed` at random moments, rerun it each time; compare with a clean run."""
+    from styleaxis.pipelines.dataset import read_dataset
+
+    rng = np.random.default_rng(seed)
+    clean, killed = workdir / "kills-clean", workdir / "kills-run"
+    for run in (clean, killed):
+        shutil.rmtree(run, ignore_errors=True)
+    started = time.monotonic()
+    subprocess.run(_embed_cli(clips, clean), check=True, capture_output=True, timeout=600)
+    full_s = time.monotonic() - started
+    survived = 0
+    for _ in range(times):
+        process = subprocess.Popen(_embed_cli(clips, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(float(rng.uniform(0.2, 1.0)) * full_s)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        survived += subprocess.run(_embed_cli(clips, killed), capture_output=True, timeout=600).returncode == 0
+        subprocess.run(_embed_cli(clips, killed), check=True, capture_output=True, timeout=600)  # must be a no-op
+    columns = ["video_id", "status", "content_hash", "style_eff", "content"]
+    a = read_dataset(clean, "videos", columns).sort_values("video_id").reset_index(drop=True)
+    b = read_dataset(killed, "videos", columns).sort_values("video_id").reset_index(drop=True)
+    lost = len(set(a.video_id) - set(b.video_id))
+    same = (list(a.video_id) == list(b.video_id) and all(
+        np.array_equal(np.stack(a[c].to_numpy()), np.stack(b[c].to_numpy())) for c in ("style_eff", "content")))
+    return [("kills: SIGKILLs, reruns that succeeded", f"{times}, {survived}"),
+            ("kills: rows lost / duplicated", f"{lost} / {len(b) - b.video_id.nunique()}"),
+            ("kills: rows and vectors bit-identical to a clean run", "yes" if same else "NO")]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Index writers and readers at once
+
+
+def build_and_load(run: Path, workdir: Path, rebuilds: int) -> list[Row]:
+    """Two rebuild loops at once on one index while this process loads it again and again."""
+    from styleaxis.index.search import Searcher
+
+    index = workdir / "race-index"
+    shutil.rmtree(index, ignore_errors=True)
+    cli = [sys.executable, "-m", "styleaxis.cli", "index", "build", str(run), "--out", str(index), "--quiet"]
+    subprocess.run(cli, check=True, capture_output=True, timeout=600)
+    loop = ("import subprocess, sys\nok = refused = other = 0\n"
+            f"for _ in range({rebuilds}):\n"
+            f"    r = subprocess.run({[*cli, '--rebuild']!r}, capture_output=True, text=True)\n"
+            "    ok += r.returncode == 0\n"
+            "    refused += r.returncode != 0 and 'another `styleaxis index build`' in r.stdout + r.stderr\n"
+            "    other += r.returncode != 0 and 'another `styleaxis index build`' not in r.stdout + r.stderr\n"
+            "print(ok, refused, other)\n")
+    builders = [subprocess.Popen([sys.executable, "-c", loop], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    loads = failures = 0
+    errors: set[str] = set()
+    while any(b.poll() is None for b in builders):
+        try:
+            Searcher.load(index)
+        except Exception as exc:  # counted: the point of this step
+            failures += 1
+            errors.add(f"{type(exc).__name__}: {str(exc)[:120]}")
+        loads += 1
+    counts = np.sum([[int(v) for v in b.communicate()[0].split()] for b in builders], axis=0)
+    try:
+        Searcher.load(index)
+        unloadable = 0
+    except Exception:  # the index the builds left behind
+        unloadable = 1
+    return [("build/load: rebuilds done / refused by the lock / failed otherwise",
+             f"{counts[0]} / {counts[1]} / {counts[2]}"),
+            ("build/load: index left unloadable", str(unloadable)),
+            ("build/load: loads during the rebuilds, failed", f"{loads}, {failures}" + (f" {sorted(errors)}" if errors else ""))]
+
+
+# ---------------------------------------------------------------------------------------------------
 # Fixtures and the table
 
 
@@ -232,13 +349,26 @@ def main() -> None:
     parser.add_argument("--max-examples", type=int, default=30, help="schemathesis examples per operation")
     parser.add_argument("--fuzz-seconds", type=int, default=120, help="schemathesis time budget")
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--kills", type=int, default=6)
+    parser.add_argument("--rebuilds", type=int, default=5)
+    parser.add_argument("--sections", default="inputs,kills,build,serve")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="robustness-"))
     index = tiny_index(workdir)
     from styleaxis.index.search import Searcher
 
-    video_id = Searcher.load(index).video_ids[0]
-    rows = [*serve_fuzz(index, args.max_examples, args.fuzz_seconds), *serve_load(index, args.clients, video_id)]
+    clips = workdir / "clips"
+    rows: list[Row] = []
+    if "inputs" in sections:
+        rows += bad_inputs(workdir, sorted(clips.glob("*.mp4"))[0])
+    if "kills" in sections:
+        rows += kills(workdir, clips, args.kills)
+    if "build" in sections:
+        rows += build_and_load(workdir / "run", workdir, args.rebuilds)
+    if "serve" in sections:
+        video_id = Searcher.load(index).video_ids[0]
+        rows += [*serve_fuzz(index, args.max_examples, args.fuzz_seconds), *serve_load(index, args.clients, video_id)]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB; load average {os.getloadavg()[0]:.1f}")
     width = max(len(name) for name, _ in rows)
