@@ -19,6 +19,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ..media.disk import DiskFullError, is_disk_full
+
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes (streamed by hashlib, so large matrices need not fit in memory)."""
@@ -31,7 +33,8 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
     """Yield a temp file next to `path`; on success fsync it and rename it over `path`.
 
     Readers see either the previous file or the complete new one, never a torn write;
-    on error the temp file is removed and `path` is left untouched.
+    on error the temp file is removed and `path` is left untouched. A full disk raises
+    DiskFullError naming `path`, one line (styleaxis.media.disk).
     """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -43,8 +46,11 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise DiskFullError.writing(path, exc, "free space and run again: the index still loads its last "
+                                                   "complete generation") from exc
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

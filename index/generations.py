@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ._io import atomic_open
 from .manifest import MANIFEST_FILE, IndexManifest
 
-__all__ = ["LOCK_FILE", "RETIRED_FILE", "writer_lock", "previous_manifest", "commit"]
+__all__ = ["LOCK_FILE", "RETIRED_FILE", "writer_lock", "discard_unpublished", "previous_manifest", "commit"]
 
 LOCK_FILE = ".lock"
 RETIRED_FILE = ".retired.json"
+#: manifest.artifact_name's files (``style.g3.faiss``) and atomic_open's temp files (``.style.g3.faiss.x1y2.tmp``)
+_ARTIFACT = re.compile(r".+\.g(\d+)\.(?:faiss|npy|npz|parquet)")
+_TEMP = re.compile(r"\..+\.tmp")
 
 
 @contextmanager
@@ -39,9 +43,32 @@ def writer_lock(index_dir: Path) -> Iterator[None]:
             raise ValueError(f"{index_dir}: another `styleaxis index build` is writing this index (it holds "
                              f"{index_dir / LOCK_FILE}); run again when it has finished") from None
         try:
-            yield
+            discard_unpublished(index_dir)  # what a writer killed or out of disk left: frees its space first
+            try:
+                yield
+            except BaseException:
+                with suppress(OSError):  # the writer's own error is the one to report
+                    discard_unpublished(index_dir)
+                raise
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def discard_unpublished(index_dir: Path) -> list[str]:
+    """Delete the files of generations newer than manifest.json's (written by a build that never switched to
+    them) and stray temp files of atomic writes; returns their names. Nothing is deleted beside a manifest
+    this version cannot read. Call it holding :func:`writer_lock`."""
+    current = previous_manifest(index_dir)
+    if current is None and (index_dir / MANIFEST_FILE).exists():
+        return []
+    newest = current.generation if current else 0
+    gone = []
+    for path in index_dir.iterdir():
+        match = _ARTIFACT.fullmatch(path.name)
+        if (match and int(match[1]) > newest) or _TEMP.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+            gone.append(path.name)
+    return sorted(gone)
 
 
 def previous_manifest(index_dir: Path) -> IndexManifest | None:

@@ -22,6 +22,8 @@ the same ModelHandler runs in a plain ParDo, one video per call.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,6 +42,7 @@ from styleaxis.embed.embedder import EmbedConfig, Embedder
 from styleaxis.embed.schema import keyframes_schema, videos_schema
 
 from .dataset import committed_identity, completed_videos
+from ..media.disk import DiskFullError, find_disk_full
 from styleaxis.media.isolation import CallCrashed, CallTimedOut, IsolatedCall
 from .records import FrameChecks, frame_flag, video_rows
 from .store import commit, recover, run_lock, write_run_log, write_shard
@@ -350,6 +353,36 @@ def _check_identity(out_dir: str, metadata: dict[str, Any]) -> None:
                          "embed into a new --out directory")
 
 
+class _DropDiskFull(logging.Filter):
+    """Beam logs a DoFn's exception with its traceback before re-raising it: not for a full disk."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and find_disk_full(record.exc_info[1]))
+
+
+@contextlib.contextmanager
+def _disk_full_in_one_line() -> Iterator[None]:
+    """Turn a worker's DiskFullError, however the runner wraps it, back into the one-line DiskFullError
+    (the staged shards stay: the next run commits them), and keep Beam from logging its traceback."""
+    logger, quiet = logging.getLogger("apache_beam.runners.common"), _DropDiskFull()
+    logger.addFilter(quiet)
+    try:
+        yield
+    except Exception as exc:
+        found = find_disk_full(exc)
+        message = str(found) if found else next((line for line in str(exc).splitlines() if _DISK_FULL in line), None)
+        if message is None:
+            raise
+        message = message.split("DiskFullError: ")[-1].split(" [while running")[0].strip()
+        raise DiskFullError(message) from exc
+    finally:
+        logger.removeFilter(quiet)
+
+
+#: how the message of a worker's DiskFullError reads (remote runners may hand it over as text only)
+_DISK_FULL = "; free space and run again"
+
+
 def run_embed(videos: list[tuple[str, str]], config: PipelineConfig) -> dict[str, Any]:
     """Embed (video_id, uri) pairs into ``config.out_dir``; returns a summary of what was done.
 
@@ -374,12 +407,13 @@ def run_embed(videos: list[tuple[str, str]], config: PipelineConfig) -> dict[str
             start = time.perf_counter()
             p = beam.Pipeline(options=pipeline_options(config))
             build_pipeline(p, todo, config, metadata)
-            result = p.run()
-            try:
-                result.wait_until_finish()
-            finally:
-                if hasattr(result, "client"):  # DaskRunner: close its client (and the LocalCluster it started)
-                    result.client.close()
+            with _disk_full_in_one_line():
+                result = p.run()
+                try:
+                    result.wait_until_finish()
+                finally:
+                    if hasattr(result, "client"):  # DaskRunner: close its client (and the LocalCluster it started)
+                        result.client.close()
             commit(root, metadata["run_id"])
             summary["seconds"] = time.perf_counter() - start
         write_run_log(root, metadata["run_id"], summary)

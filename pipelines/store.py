@@ -33,14 +33,15 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from ..media.disk import DiskFullError, is_disk_full
 from .inputs import is_remote
 
 __all__ = ["KINDS", "list_files", "read_schema", "read_table", "shard_name", "write_shard", "commit", "recover",
@@ -79,12 +80,26 @@ def read_schema(path: str) -> pa.Schema:
         return pq.read_schema(handle)
 
 
-def _write_table(table: pa.Table, path: str, tmp_dir: str) -> None:
-    """Write ``table`` under a temporary name in ``tmp_dir`` (no .parquet suffix: no glob sees it), then rename."""
+def _create(path: str, tmp_dir: str, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file under a temporary name in ``tmp_dir`` (no .parquet suffix: no glob sees it), then rename
+    it to ``path``. On any error the temporary file is removed; a full disk raises :class:`DiskFullError`
+    naming ``path`` (one line: the CLI prints it as is)."""
     tmp = _join(tmp_dir, f".{uuid.uuid4().hex}.tmp")
-    with FileSystems.create(tmp) as handle:
-        pq.write_table(table, handle)
-    _move(tmp, path)
+    try:
+        with FileSystems.create(tmp) as handle:
+            write(handle)
+        _move(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # absent when the create itself failed
+            FileSystems.delete([tmp])
+        if is_disk_full(exc):
+            raise DiskFullError.writing(path, exc, "free space and run again: finished shards are kept") from exc
+        raise
+
+
+def _write_table(table: pa.Table, path: str, tmp_dir: str) -> None:
+    """Write ``table`` to ``path`` through a temporary file in ``tmp_dir`` (see :func:`_create`)."""
+    _create(path, tmp_dir, lambda handle: pq.write_table(table, handle))
 
 
 def shard_name(run_id: str, video_ids: Iterable[str]) -> str:
@@ -206,8 +221,6 @@ def run_lock(root: str) -> Iterator[None]:
 def write_run_log(root: str, run_id: str, summary: dict[str, Any]) -> str:
     """Write ``_runs/<run_id>.json`` (atomically, last thing a run does): what the run did."""
     path = _join(root, RUNS, f"{run_id}.json")
-    tmp = _join(root, RUNS, f".{uuid.uuid4().hex}.tmp")
-    with FileSystems.create(tmp) as handle:
-        handle.write(json.dumps(summary, indent=2, sort_keys=True, default=str).encode())
-    _move(tmp, path)
+    text = json.dumps(summary, indent=2, sort_keys=True, default=str).encode()
+    _create(path, _join(root, RUNS), lambda handle: handle.write(text))
     return path

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from styleaxis.media.disk import DiskFullError
+
 __all__ = ["OPTION_GROUPS", "CliGroup", "GroupedCommand", "GroupedOption", "field_default", "module_constant",
            "option", "set_threads", "split_names"]
 
@@ -197,8 +199,9 @@ class GroupedCommand(click.Command):
 class CliGroup(click.Group):
     """A click group that turns the library's documented exceptions into one-line errors (exit 1).
 
-    FileNotFoundError, ValueError and KeyError/LookupError are what styleaxis raises for bad input;
-    anything else is a bug and keeps its traceback. Its commands are :class:`GroupedCommand` and its
+    FileNotFoundError, ValueError and KeyError/LookupError are what styleaxis raises for bad input, and
+    DiskFullError (styleaxis.media.disk) for a full disk, naming the file; anything else is a bug and keeps
+    its traceback. Its commands are :class:`GroupedCommand` and its
     sub-groups ``CliGroup``.
     """
 
@@ -210,7 +213,7 @@ class CliGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except (FileNotFoundError, ValueError, KeyError, LookupError) as exc:
+        except (FileNotFoundError, DiskFullError, ValueError, KeyError, LookupError) as exc:
             # a plain KeyError's str() is the repr of its key; subclasses with their own __str__ keep theirs
             plain_key_error = isinstance(exc, KeyError) and type(exc).__str__ is KeyError.__str__ and exc.args
             message = exc.args[0] if plain_key_error else str(exc)
