@@ -328,8 +328,8 @@ def _add(run_dir: Path, index_dir: Path, config: IndexConfig) -> IndexManifest:
     for name, expected in previous.files.items():
         verify_file(index_dir / name, expected)
     old_ids, old_hashes = read_ids_file(index_dir / previous.ids_file)
-    check_run_history(run_dir, previous.run_ids)
     run = read_run(run_dir, tuple(previous.descriptors), indexed=dict(zip(old_ids, old_hashes)))
+    check_run_history(run_dir, previous.run_ids, run.file_run_ids)
     _check_same_identity(run, previous, run_dir, index_dir)
     kept = np.array([i for i, video_id in enumerate(old_ids) if video_id in run.unchanged], dtype=np.int64)
     replaced = len(set(old_ids) & set(run.video_ids))

@@ -207,9 +207,9 @@ def compare_with_run(index_dir: Path, manifest: IndexManifest, run_dir: Path | N
     if not source:
         raise ValueError(f"{index_dir}: this index was built from vectors, not from a run: there is no run to compare")
     run_dir = Path(source)
-    check_run_history(run_dir, manifest.run_ids)
     indexed = dict(zip(*read_ids_file(index_dir / manifest.ids_file)))
     run = read_run(run_dir, tuple(manifest.descriptors), indexed=indexed)
+    check_run_history(run_dir, manifest.run_ids, run.file_run_ids)
     read = set(run.video_ids)
     return RunDifferences(
         stale=sorted(read & set(indexed)),

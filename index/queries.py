@@ -27,7 +27,7 @@ class SearchConfig:
     calibration: how each axis's pool similarities are made comparable ("z" or "csls", see
     calibrate.py). content_ceiling_z / style_ceiling_z: a same-style-different-content candidate
     is dropped when its calibrated content score is >= content_ceiling_z (it has the query's
-    content), and the converse (2.0: the best of 1.0-2.5 measured, docs/search.md).
+    content), and the converse (2.0: the best of 1.0-2.5 measured, bench/RESULTS.md).
     duplicate_similarity / duplicate_style_similarity: a candidate at or above the first on the
     content axis and the second on the style axis (both without their catalogue-relative steps) is a
     copy of the query (re-upload) and never returned. weights: default per-axis weights of mode "weighted".

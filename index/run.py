@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ class RunVectors:
     sources: dict[str, str]
     embed: dict[str, Any]
     unchanged: frozenset[str] = frozenset()
+    file_run_ids: dict[str, str] = field(default_factory=dict)
 
 
 def read_run(run_dir: Path, descriptors: Sequence[str], indexed: Mapping[str, str | None] | None = None) -> RunVectors:
@@ -122,15 +123,17 @@ def read_run(run_dir: Path, descriptors: Sequence[str], indexed: Mapping[str, st
         sources={path.name: sha256_file(path) for path in files},
         embed={key: first[key] for key in ("short_side", "center_crop") if key in first},
         unchanged=frozenset(unchanged),
+        file_run_ids={path.name: str(meta.get("run_id")) for path, meta in metas.items()},
     )
 
 
-def check_run_history(run_dir: Path, indexed_run_ids: Collection[str]) -> None:
+def check_run_history(run_dir: Path, indexed_run_ids: Collection[str], file_run_ids: Mapping[str, str]) -> None:
     """Refuse a run directory whose Parquet files were swapped for another run directory's.
 
     `styleaxis embed` leaves each run's summary in RUN/_runs/<run_id>.json (with the killed runs it
-    recovered), and every Parquet file it commits carries its run id. So every videos/ file must come
-    from a run that history lists, and every run an index was built from must still be listed.
+    recovered), and every Parquet file it commits carries its run id (``file_run_ids``: videos/ file name ->
+    run id, as :func:`read_run` found them). So every videos/ file must come from a run that history lists,
+    and every run an index was built from must still be listed.
     Directories without _runs/ (vectors written by other tools) have no history to check.
     """
     runs_dir = Path(run_dir) / RUNS_DIR
@@ -143,8 +146,8 @@ def check_run_history(run_dir: Path, indexed_run_ids: Collection[str]) -> None:
             history.update(json.loads(log.read_text()).get("recovered_runs", ()))
         except (OSError, ValueError, AttributeError):
             pass  # the log's name alone still counts
-    for path in sorted((Path(run_dir) / "videos").glob("*.parquet")):
-        run_id = str(read_metadata(pq.read_schema(path), path).get("run_id"))
+    for name, run_id in sorted(file_run_ids.items()):
+        path = Path(run_dir) / "videos" / name
         if run_id not in history:
             raise ValueError(f"{path}: written by run {run_id}, which {runs_dir} does not list: the file comes from "
                              "another run directory (or from a run still committing); put this run's own files "

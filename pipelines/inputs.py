@@ -113,6 +113,8 @@ def _walk(folder: Path) -> tuple[list[str], list[str]]:
                 found.append(str(entry.absolute()))
             elif name in files:
                 skipped.append(f"{entry}: not a media file (suffix {Path(name).suffix or 'none'})")
+            elif entry.is_symlink():  # a link to a folder: not followed (it may loop), but said
+                skipped.append(f"{entry}: a link to a folder, not followed (name the folder itself to include it)")
     return found, skipped
 
 

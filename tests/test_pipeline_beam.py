@@ -231,6 +231,8 @@ def test_every_named_input_becomes_a_row_or_a_line(tiny_clips: list[Path], tmp_p
     (folder / "loop.mp4").symlink_to(folder / "loop.mp4")
     (folder / "album.mp4").mkdir()
     (folder / "notes.txt").write_text("not a video")
+    (tmp_path / "elsewhere").mkdir()
+    (folder / "linked").symlink_to(tmp_path / "elsewhere")
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["embed", str(folder), str(tmp_path / "missing.mp4"),
                                        str(tmp_path / "none-*.mp4"), "--out", str(out), "--short-side", "64",
@@ -238,6 +240,7 @@ def test_every_named_input_becomes_a_row_or_a_line(tiny_clips: list[Path], tmp_p
     assert result.exit_code == 0, result.output
     assert f"skipped {folder / 'notes.txt'}: not a media file (suffix .txt)" in result.output
     assert "none-*.mp4: the pattern matches nothing" in result.output and "4 inputs" in result.output
+    assert f"skipped {folder / 'linked'}: a link to a folder, not followed" in result.output
     rows = read_dataset(out, "videos").set_index("video_id")
     assert rows.loc["good", "status"] == "ok"
     assert "Too many levels of symbolic links" in rows.loc["loop", "error"]
