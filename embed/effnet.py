@@ -15,8 +15,10 @@ from .registry import load_checkpoint
 
 __all__ = ["EFFNET_TAPS", "EffNetEncoder", "load_effnet_lite0"]
 
-#: tap name -> index of the last MBConv block of that stage (stride 8, 16, 16, 32, 32); "head" is the 1x1 head conv.
-EFFNET_TAPS: dict[str, int] = {"stage3": 4, "stage4": 7, "stage5": 10, "stage6": 14, "stage7": 15}
+#: tap name -> index of the last MBConv block of that stage (stride 2, 4, 8, 16, 16, 32, 32); "stem" is the stem
+#: conv's activation (stride 2), "rgb" the input itself (0..1), "head" the 1x1 head conv.
+EFFNET_TAPS: dict[str, int] = {"stage1": 0, "stage2": 2, "stage3": 4, "stage4": 7, "stage5": 10, "stage6": 14,
+                               "stage7": 15}
 
 
 class EffNetEncoder(nn.Module):
@@ -28,18 +30,20 @@ class EffNetEncoder(nn.Module):
 
     @property
     def tap_names(self) -> tuple[str, ...]:
-        return (*EFFNET_TAPS, "head", "logits")
+        return ("rgb", "stem", *EFFNET_TAPS, "head", "logits")
 
     def forward(self, rgb: torch.Tensor, taps: tuple[str, ...]) -> dict[str, torch.Tensor]:
         unknown = [t for t in taps if t not in self.tap_names]
         if unknown:
             raise KeyError(f"unknown EfficientNet taps {unknown}; available: {', '.join(self.tap_names)}")
         net = self.net
+        out: dict[str, torch.Tensor] = {"rgb": rgb} if "rgb" in taps else {}
         x = net._swish(net._bn0(net._conv_stem((rgb - 0.5) / 0.5)))
-        out: dict[str, torch.Tensor] = {}
+        if "stem" in taps:
+            out["stem"] = x
         wanted_blocks = {EFFNET_TAPS[t]: t for t in taps if t in EFFNET_TAPS}
         need_head = "head" in taps or "logits" in taps
-        last = len(net._blocks) - 1 if need_head else max(wanted_blocks)
+        last = len(net._blocks) - 1 if need_head else max(wanted_blocks, default=-1)
         for idx, block in enumerate(net._blocks[: last + 1]):
             x = block(x)
             if idx in wanted_blocks:
