@@ -31,7 +31,9 @@ class EmbedConfig:
     """How frames are embedded.
 
     Attributes:
-        descriptors: output columns to compute (see ``styleaxis.embed.descriptors``).
+        descriptors: output columns to compute (see ``styleaxis.embed.descriptors``). The default is what
+            the default index axes read (``style_eff``, ``content``: one EfficientNet pass) plus the cheap
+            ``style_cin``; the VGG statistics (``style_in``, ``style_gram``) cost most and are opt-in.
         short_side: frames are resized so their short side is this many pixels.
         center_crop: crop the resized frame to a centred square.
         batch_size: frames per forward pass.
@@ -43,7 +45,7 @@ class EmbedConfig:
             ``vgg16-hed`` (offline) or ``vgg19`` (when its weights are present).
     """
 
-    descriptors: tuple[str, ...] = ("style_in", "style_cin", "style_eff", "content")
+    descriptors: tuple[str, ...] = ("style_cin", "style_eff", "content")
     short_side: int = 256
     center_crop: bool = False
     batch_size: int = 8
