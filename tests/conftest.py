@@ -57,13 +57,13 @@ def embedded_run(tmp_path_factory: pytest.TempPathFactory, tiny_clips: list[Path
 @pytest.fixture(scope="session")
 def assert_same_rows():
     """A checker: two run directories hold the same rows, each video and keyframe once, with
-    vectors equal bit for bit (descriptors of the tiny runs: style_in, style_cin, content), or
+    vectors equal bit for bit (descriptors of the tiny runs: style_cin, style_eff, content), or
     within ``tol`` (relative and absolute) when the runs used different torch thread counts (float sums in another order)."""
     import numpy as np
 
     from styleaxis.pipelines.dataset import read_dataset
 
-    def check(run: Path, reference: Path, descriptors: tuple[str, ...] = ("style_in", "style_cin", "content"),
+    def check(run: Path, reference: Path, descriptors: tuple[str, ...] = ("style_cin", "style_eff", "content"),
               tol: float = 0.0) -> None:
         def same(a: np.ndarray, b: np.ndarray) -> bool:
             return np.array_equal(a, b) if tol == 0 else bool(np.allclose(a, b, rtol=tol, atol=tol))

@@ -50,8 +50,9 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     (base / "outside").mkdir()
     outside = write_video(base / "outside" / f"{ORIGINAL}__vp9.webm", frames, fps=8, codec="vp9")
     run_embed(expand_inputs([str(base / "clips")]),
-              PipelineConfig(out_dir=base / "run", embed=EmbedConfig(short_side=128), progress=False))
-    # the AdaIN + CIN style axis: the calibration and duplicate rules below were measured on it; the default
+              PipelineConfig(out_dir=base / "run", progress=False,
+                             embed=EmbedConfig(short_side=128, descriptors=("style_in", "style_cin", "style_eff", "content"))))
+    # the AdaIN + CIN style axis (style_in is opt-in: named above): the calibration and duplicate rules below were measured on it; the default
     # content-relative axis is tested in test_end_to_end.py and test_index_relative.py, and scored on the
     # labelled catalogues by bench/disentangle.py
     axes = {"style": ("style_in", "style_cin"), "content": ("content",)}

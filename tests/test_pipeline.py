@@ -12,7 +12,7 @@ from styleaxis.embed.schema import read_metadata
 from styleaxis.embed.registry import get_model
 from styleaxis.pipelines.dataset import read_dataset
 
-DIMS = {"style_in": 1920, "style_cin": 100, "style_eff": 232, "content": 896}
+DIMS = {"style_cin": 100, "style_eff": 232, "content": 896}
 
 
 def videos_n_keyframes(run: Path) -> dict[str, int]:
@@ -58,9 +58,9 @@ def test_video_vector_is_mean_of_normalised_keyframes(embedded_run: Path) -> Non
     keyframes = read_dataset(embedded_run, "keyframes")
     videos = read_dataset(embedded_run, "videos").set_index("video_id")
     vid = sorted(set(keyframes.video_id))[0]
-    m = np.stack(keyframes[keyframes.video_id == vid].style_in.to_numpy()).astype(np.float64)
+    m = np.stack(keyframes[keyframes.video_id == vid].style_eff.to_numpy()).astype(np.float64)
     expected = (m / np.linalg.norm(m, axis=1, keepdims=True)).mean(axis=0)
-    np.testing.assert_allclose(np.asarray(videos.loc[vid].style_in), expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(videos.loc[vid].style_eff), expected, rtol=1e-5, atol=1e-7)
 
 
 def test_parquet_metadata_names_models_sha256_and_run(embedded_run: Path) -> None:
@@ -68,7 +68,7 @@ def test_parquet_metadata_names_models_sha256_and_run(embedded_run: Path) -> Non
     assert files
     for f in files:
         meta = read_metadata(pq.read_schema(f))
-        assert meta["models"] == {m: get_model(m).sha256 for m in ("vgg16-hed", "magenta-predictor", "effnet-lite0")}
+        assert meta["models"] == {m: get_model(m).sha256 for m in ("magenta-predictor", "effnet-lite0")}
         assert {k: v["dim"] for k, v in meta["descriptors"].items()} == DIMS
         assert meta["short_side"] == 128 and meta["code_version"] and meta["run_id"]
     assert not list(embedded_run.rglob("*.tmp"))

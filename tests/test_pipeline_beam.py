@@ -97,7 +97,7 @@ def test_batching_knobs_reach_runinference(embedded_run: Path, tiny_clips: list[
     got = read_dataset(tmp_path / "run", "keyframes").sort_values(["video_id", "frame_index"])
     want = read_dataset(embedded_run, "keyframes").sort_values(["video_id", "frame_index"])
     assert got[["video_id", "frame_index"]].values.tolist() == want[["video_id", "frame_index"]].values.tolist()
-    for name in ("style_in", "style_cin", "content"):
+    for name in ("style_cin", "style_eff", "content"):
         np.testing.assert_allclose(np.stack(got[name].to_numpy()), np.stack(want[name].to_numpy()),
                                    rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match=r"max_batch_keyframes \(4\) must hold one whole video"):

@@ -195,7 +195,7 @@ def test_every_bad_input_is_one_row_with_status_and_cause(hostile_run: Path, hos
         else:
             assert cause in row.error and vid in row.error, (vid, row.error)
         usable = status != "failed"
-        assert all((row[name] is not None) == usable for name in ("style_in", "style_cin", "content")), vid
+        assert all((row[name] is not None) == usable for name in ("style_cin", "style_eff", "content")), vid
 
 
 def test_keyframe_rows_of_odd_files(hostile_run: Path) -> None:
@@ -223,7 +223,7 @@ def test_degenerate_frames_are_flagged_and_left_out_of_the_video_vector(hostile_
     videos = read_dataset(hostile_run, "videos").set_index("video_id")
     fade = keyframes[keyframes.video_id == "fade_in"].sort_values("frame_index")
     assert fade.flag.fillna("").tolist() == ["black", "", ""]
-    for name in ("style_in", "style_cin", "content"):
+    for name in ("style_cin", "style_eff", "content"):
         usable = np.stack(fade[name].to_numpy()[1:])
         np.testing.assert_array_equal(videos.loc["fade_in"][name], video_vector(usable))
     assert set(keyframes[keyframes.video_id == "black"].flag) == {"black"}
