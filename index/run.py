@@ -67,6 +67,12 @@ def read_run(run_dir: Path, descriptors: Sequence[str], indexed: Mapping[str, st
     metas = {path: read_metadata(schema, path) for path, schema in schemas.items()}
     first = metas[files[0]]
     _check_identity_agrees(metas)
+    missing = [name for name in descriptors if name not in first["descriptors"]]
+    if missing:
+        names = ",".join(missing)
+        raise ValueError(f"{run_dir} lacks descriptor {names} (it holds {','.join(first['descriptors'])}): add it "
+                         f"with `styleaxis embed --out {run_dir} --add-descriptors {names}`, or index what it holds "
+                         "(index build --style/--content)")
     for name in descriptors:
         _check_descriptor_metadata(files[0], first, name)
     dims = {name: int(first["descriptors"][name]["dim"]) for name in descriptors}

@@ -163,10 +163,11 @@ class DecodeVideo(beam.DoFn):
         self._bar.close()
 
     def process(self, element: tuple[str, str]) -> Iterator[DecodedVideo]:
-        yield self._decode_one(*element)
+        yield self.decode(*element)
         self._bar.update(1)
 
-    def _decode_one(self, video_id: str, uri: str) -> DecodedVideo:
+    def decode(self, video_id: str, uri: str) -> DecodedVideo:
+        """Hash and decode one input (in the decoder process unless decoding is in-process)."""
         meta: dict[str, Any] = {"video_id": video_id, "uri": uri, "content_hash": None, "duration_s": None,
                                 "fps": None, "status": "failed", "error": None}
         path = uri
@@ -348,6 +349,14 @@ def _check_identity(out_dir: str, metadata: dict[str, Any]) -> None:
     wanted = {key: metadata[key] for key in found or {}}
     if found is not None and found != wanted:
         differs = sorted(key for key in found if found[key] != wanted[key])
+        have, want = list(found.get("descriptors") or {}), list(metadata["descriptors"])
+        if set(differs) <= {"models", "descriptors"} and set(have) != set(want):
+            missing = [name for name in want if name not in have]
+            hint = (f"add {', '.join(missing)} to it first (`styleaxis embed --out {out_dir} --add-descriptors "
+                    f"{','.join(missing)}`), or embed with --descriptors {','.join(have)}" if missing
+                    else f"embed with --descriptors {','.join(have)} (what it holds)")
+            raise ValueError(f"{out_dir} holds descriptors {','.join(have)}, this job computes {','.join(want)}: "
+                             f"{hint}")
         raise ValueError(f"{out_dir} holds vectors made with other {', '.join(differs)} "
                          f"({ {k: found[k] for k in differs} } vs { {k: wanted[k] for k in differs} }): "
                          "embed into a new --out directory")

@@ -44,8 +44,8 @@ from apache_beam.io.filesystems import FileSystems
 from ..media.disk import DiskFullError, is_disk_full
 from .inputs import is_remote
 
-__all__ = ["KINDS", "list_files", "read_schema", "read_table", "shard_name", "write_shard", "commit", "recover",
-           "run_lock", "write_run_log", "staged_run_ids"]
+__all__ = ["KINDS", "list_files", "read_schema", "read_table", "write_table", "shard_name", "write_shard", "commit",
+           "commit_folder", "recover", "run_lock", "write_run_log", "staged_run_ids"]
 
 KINDS = ("keyframes", "videos")
 STAGING = "_staging"
@@ -97,7 +97,7 @@ def _create(path: str, tmp_dir: str, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
-def _write_table(table: pa.Table, path: str, tmp_dir: str) -> None:
+def write_table(table: pa.Table, path: str, tmp_dir: str) -> None:
     """Write ``table`` to ``path`` through a temporary file in ``tmp_dir`` (see :func:`_create`)."""
     _create(path, tmp_dir, lambda handle: pq.write_table(table, handle))
 
@@ -124,8 +124,8 @@ def write_shard(root: str, run_id: str, keyframes: pa.Table, videos: pa.Table) -
     name = shard_name(run_id, videos.column("video_id").to_pylist())
     tmp_dir = _join(stage, "tmp")
     if keyframes.num_rows:
-        _write_table(keyframes, _join(stage, "keyframes", name), tmp_dir)
-    _write_table(videos, _join(stage, "videos", name), tmp_dir)
+        write_table(keyframes, _join(stage, "keyframes", name), tmp_dir)
+    write_table(videos, _join(stage, "videos", name), tmp_dir)
     return name
 
 
@@ -143,7 +143,7 @@ def _drop(path: str, video_ids: set[str], tmp_dir: str) -> None:
         return
     kept = table.filter(keep)
     if kept.num_rows:
-        _write_table(kept, path, tmp_dir)
+        write_table(kept, path, tmp_dir)
     else:
         FileSystems.delete([path])
 
@@ -184,6 +184,15 @@ def commit(root: str, run_id: str) -> list[str]:
         with contextlib.suppress(OSError):  # other runs still staged: keep the folder
             os.rmdir(_join(root, STAGING))
     return sorted(seen)
+
+
+def commit_folder(root: str, folder: str, run_id: str) -> list[str]:
+    """Commit shards written to ``folder`` (``keyframes/`` and ``videos/`` under it, a place no reader or
+    recovery looks): one rename makes it ``run_id``'s staging folder, which :func:`commit` then publishes.
+    Locally that rename is atomic, so a kill leaves either nothing staged or every shard (which the next
+    run's :func:`recover` commits). Call it holding :func:`run_lock`."""
+    _move(folder, staging_dir(root, run_id))
+    return commit(root, run_id)
 
 
 def recover(root: str) -> dict[str, list[str]]:

@@ -27,7 +27,7 @@ from styleaxis.pipelines.beam import PipelineConfig, run_embed
 from styleaxis.pipelines.dataset import read_dataset
 from styleaxis.pipelines.inputs import expand_inputs
 
-DESCRIPTORS = ("style_in", "style_cin", "content")
+DESCRIPTORS = ("style_cin", "style_eff", "content")
 
 
 def config(out: Path, **changes: object) -> PipelineConfig:
@@ -71,9 +71,9 @@ def test_changed_file_is_reembedded_and_replaces_its_row(tiny_clips: list[Path],
     new = read_dataset(run, "videos").set_index("video_id")
     assert sorted(new.index) == sorted(old.index)
     assert new.loc[changed, "content_hash"] != old.loc[changed, "content_hash"]
-    assert not np.array_equal(new.loc[changed, "style_in"], old.loc[changed, "style_in"])
+    assert not np.array_equal(new.loc[changed, "style_eff"], old.loc[changed, "style_eff"])
     for vid in set(old.index) - {changed}:
-        assert np.array_equal(new.loc[vid, "style_in"], old.loc[vid, "style_in"])
+        assert np.array_equal(new.loc[vid, "style_eff"], old.loc[vid, "style_eff"])
     keyframes = read_dataset(run, "keyframes")
     assert not keyframes.duplicated(["video_id", "frame_index"]).any()
     assert keyframes.groupby("video_id").size().to_dict() == new.n_keyframes.to_dict()
@@ -204,7 +204,7 @@ def test_commit_replaces_older_rows_and_recover_finishes_killed_runs(tmp_path: P
     store.write_shard(root, "r2", *shard(["b"], 2.0))  # r2 re-embeds b, then "dies" before its commit
     store.write_shard(root, "r2", *shard(["z"], 2.0))
     kf, _ = shard(["q"], 2.0)
-    store._write_table(kf, str(tmp_path / "_staging" / "r3" / "keyframes" / "x.parquet"), str(tmp_path / "tmp"))
+    store.write_table(kf, str(tmp_path / "_staging" / "r3" / "keyframes" / "x.parquet"), str(tmp_path / "tmp"))
     assert store.staged_run_ids(root) == ["r2"]  # r3 never finished a shard
     assert store.recover(root) == {"r2": ["b", "z"]}
     videos = read_dataset(tmp_path, "videos").set_index("video_id")
@@ -218,9 +218,9 @@ def test_commit_replaces_older_rows_and_recover_finishes_killed_runs(tmp_path: P
 def test_keyframes_are_visible_only_with_their_video_row(tmp_path: Path) -> None:
     root = str(tmp_path)
     kf, vids = shard(["a", "b"], 1.0)
-    store._write_table(kf, str(tmp_path / "keyframes" / "s.parquet"), str(tmp_path / "tmp"))
+    store.write_table(kf, str(tmp_path / "keyframes" / "s.parquet"), str(tmp_path / "tmp"))
     with pytest.raises(FileNotFoundError):
         read_dataset(tmp_path, "videos")
     assert read_dataset(tmp_path, "keyframes").empty  # published keyframes, videos file not yet
-    store._write_table(vids.slice(0, 1), str(tmp_path / "videos" / "s.parquet"), str(tmp_path / "tmp"))
+    store.write_table(vids.slice(0, 1), str(tmp_path / "videos" / "s.parquet"), str(tmp_path / "tmp"))
     assert read_dataset(root, "keyframes").video_id.tolist() == ["a"]

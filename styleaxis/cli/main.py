@@ -59,6 +59,10 @@ _POLICY = "styleaxis.media.video.KeyframePolicy"
         help="Re-embed inputs whose previous row is failed (e.g. timed out).")
 @option("model", "--descriptors", default=",".join(field_default(_EMBED, "descriptors")), show_default=True,
         help="Comma-separated descriptor columns to compute.")
+@option("model", "--add-descriptors", default="",
+        help="Add these descriptor columns (comma-separated, e.g. style_in) to the run at --out, computing only "
+             "them: its videos are decoded again from their recorded uri (no INPUTS), the columns it holds are "
+             "kept as they are. Pass the --max-keyframes/--min-gap/--decoders the run was made with.")
 @option("model", "--short-side", mirrors=(_EMBED, "short_side"), show_default=True,
         help="Frames are resized to this short side.")
 @option("model", "--precision", type=click.Choice(["fp32", "fp16", "bf16"]), mirrors=(_EMBED, "precision"),
@@ -90,19 +94,24 @@ def embed(inputs: tuple[str, ...], out_dir: str, manifests: tuple[str, ...], sho
           min_gap: float, descriptors: str, device: str, precision: str, batch_size: int,
           max_batch_duration: float | None, batch_across_videos: bool, decoders: str, decode_timeout: float,
           hash_mode: str, force: bool, retry_failed: bool, shard_size: int, runner: str, beam_args: str,
-          quiet: bool) -> None:
+          quiet: bool, add_descriptors: str) -> None:
     """Embed videos and images (files, folders, globs, manifests) into Parquet with an Apache Beam pipeline.
 
     Each input becomes one videos/ row (status ok, partial or failed, with the error); each embedded
     keyframe a keyframes/ row. Videos already embedded with the same models and bytes are skipped;
     a killed run keeps its finished shards and the next run completes the rest. See docs/nightly.md.
+
+    With --add-descriptors and no INPUTS, adds descriptor columns to an existing run instead.
     """
     from styleaxis.embed.embedder import EmbedConfig
     from styleaxis.api import embed_catalogue
     from styleaxis.pipelines.beam import PipelineConfig
     from styleaxis.media.video import KeyframePolicy
 
-    if not inputs and not manifests:
+    if add_descriptors and (inputs or manifests):
+        raise click.UsageError("--add-descriptors re-embeds the videos the run at --out holds: give no INPUTS "
+                               "or --manifest (embed new inputs in a run of their own first)")
+    if not inputs and not manifests and not add_descriptors:
         raise click.UsageError("give INPUTS (files, folders, globs) or --manifest")
     config = PipelineConfig(
         out_dir=out_dir,
@@ -122,6 +131,13 @@ def embed(inputs: tuple[str, ...], out_dir: str, manifests: tuple[str, ...], sho
         pipeline_args=tuple(shlex.split(beam_args)),
         progress=not quiet,
     )
+    if add_descriptors:
+        from styleaxis.pipelines.extend import add_descriptors as add
+
+        summary = add(config, split_names(add_descriptors))
+        added = ", ".join(summary["added_descriptors"]) or "nothing (the run holds them already)"
+        click.echo(f"added {added} to the {summary['shards']} shards of {out_dir} in {summary['seconds']:.1f} s")
+        return
     summary = embed_catalogue(list(inputs), out_dir, config, manifests)
     _print_embed_summary(summary)
 
