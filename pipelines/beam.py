@@ -9,8 +9,8 @@ One element is one video, from decoding to the sink: its keyframes are embedded 
 (no CoGroupByKey over the catalogue) and a video's vectors never depend on which other videos
 shared its batch. A video that cannot be decoded or embedded flows on as a ``failed`` row with the
 error: the dead letters land in ``videos/``, and one bad file never stops the job. Decoding runs in
-a persistent child process with a time limit (:mod:`styleaxis.media.isolation`), so a decoder
-that hangs or crashes costs one ``failed`` row. The writer stages complete shards as it goes; the
+a persistent child process with a time limit, a few videos ahead of the model so that the two
+overlap (:mod:`styleaxis.pipelines.decode`); a decoder that hangs or crashes costs one ``failed`` row. The writer stages complete shards as it goes; the
 driver commits them when the pipeline ends, and the next run commits what a killed run staged
 (:mod:`styleaxis.pipelines.store`).
 
@@ -41,17 +41,15 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from styleaxis.embed.embedder import EmbedConfig, Embedder
 from styleaxis.embed.schema import keyframes_schema, videos_schema
 
-from .dataset import committed_identity, completed_videos
 from ..media.disk import DiskFullError, find_disk_full
-from styleaxis.media.isolation import CallCrashed, CallTimedOut, IsolatedCall
-from .records import FrameChecks, frame_flag, video_rows
+from ..media.video import BACKENDS, DEFAULT_MAX_SIDE, DEFAULT_PREFER, DecodeResult, KeyframePolicy, read_keyframes
+from .dataset import committed_identity, completed_videos
+from .decode import DecodedVideo, DecodeVideo
+from .records import FrameChecks, video_rows
 from .store import commit, recover, run_lock, write_run_log, write_shard
-from ..media.video import (BACKENDS, DEFAULT_MAX_SIDE, DEFAULT_PREFER, DecodeError, DecodeResult, Keyframe,
-                           KeyframePolicy, read_keyframes)
-from .inputs import content_hash, local_copy
 
-__all__ = ["PipelineConfig", "DecodedVideo", "EmbedderModelHandler", "build_pipeline", "pipeline_options",
-           "run_embed", "DEFAULT_RUNNER", "DASK_RUNNER"]
+__all__ = ["PipelineConfig", "DecodedVideo", "DecodeVideo", "EmbedderModelHandler", "build_pipeline",
+           "pipeline_options", "run_embed", "job_timings", "DEFAULT_RUNNER", "DASK_RUNNER"]
 
 DEFAULT_RUNNER = "FnApiRunner"
 #: Beam knows the DaskRunner only by its full name; "DaskRunner" is accepted as a short alias.
@@ -72,6 +70,10 @@ class PipelineConfig:
             None decodes in-process (no time limit, no protection against decoder crashes).
         decode_fn: the decode function (module-level, so it pickles by reference); tests put
             faulty decoders here.
+        decode_ahead: videos decoded ahead of the model (a background thread feeds the decoder
+            process, so decoding overlaps inference); None: enough for one batch plus one
+            (``max_batch_keyframes // policy.max_keyframes + 1``); 0: decode each video when its turn
+            comes (always so on the DaskRunner).
         frame_checks: thresholds for black and constant frames, which are flagged and left out of
             the video's vectors.
         hash_mode: ``sampled`` (size + first/middle/last MiB) or ``full`` content hash.
@@ -96,6 +98,7 @@ class PipelineConfig:
     decoders: tuple[str, ...] = DEFAULT_PREFER
     decode_timeout_s: float | None = 120.0
     decode_fn: Callable[..., DecodeResult] = read_keyframes
+    decode_ahead: int | None = None
     frame_checks: FrameChecks = field(default_factory=FrameChecks)
     hash_mode: str = "sampled"
     force: bool = False
@@ -114,6 +117,8 @@ class PipelineConfig:
             raise ValueError(f"hash_mode must be 'sampled' or 'full', got {self.hash_mode!r}")
         if self.decode_timeout_s is not None and not self.decode_timeout_s > 0:
             raise ValueError(f"decode_timeout_s must be > 0 or None, got {self.decode_timeout_s}")
+        if self.decode_ahead is not None and self.decode_ahead < 0:
+            raise ValueError(f"decode_ahead must be >= 0 or None, got {self.decode_ahead}")
         if self.shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
         if not 1 <= self.min_batch_keyframes <= self.max_batch_keyframes:
@@ -126,67 +131,6 @@ class PipelineConfig:
             raise ValueError(f"max_side must be >= 1, got {self.max_side}")
         if not self.decoders or not set(self.decoders) <= set(BACKENDS):
             raise ValueError(f"decoders must name backends from {list(BACKENDS)}, got {list(self.decoders)}")
-
-
-@dataclass(frozen=True)
-class DecodedVideo:
-    """One video on its way to the model: its ``videos/`` columns so far and its keyframes.
-
-    ``meta`` holds video_id, uri, content_hash, duration_s, fps, status and error; ``flags`` the
-    pixel check of each keyframe (None when the frame is usable).
-    """
-
-    meta: dict[str, Any]
-    size: tuple[int, int] = (0, 0)
-    keyframes: list[Keyframe] = field(default_factory=list, repr=False)
-    flags: list[str | None] = field(default_factory=list)
-
-
-class DecodeVideo(beam.DoFn):
-    """Decode a (video_id, uri) into a :class:`DecodedVideo`; any failure is a ``failed`` one naming the cause."""
-
-    def __init__(self, config: PipelineConfig, total: int) -> None:
-        self.policy, self.max_side, self.decoders = config.policy, config.max_side, config.decoders
-        self.timeout_s, self.decode_fn, self.hash_mode = config.decode_timeout_s, config.decode_fn, config.hash_mode
-        self.checks, self.total, self.progress = config.frame_checks, total, config.progress
-
-    def setup(self) -> None:
-        from tqdm import tqdm
-
-        isolate = self.timeout_s is not None
-        self._decode = IsolatedCall(self.decode_fn, self.timeout_s) if isolate else self.decode_fn
-        self._bar = tqdm(total=self.total, unit="video", desc="embed", disable=not self.progress)
-
-    def teardown(self) -> None:
-        if isinstance(self._decode, IsolatedCall):
-            self._decode.close()
-        self._bar.close()
-
-    def process(self, element: tuple[str, str]) -> Iterator[DecodedVideo]:
-        yield self.decode(*element)
-        self._bar.update(1)
-
-    def decode(self, video_id: str, uri: str) -> DecodedVideo:
-        """Hash and decode one input (in the decoder process unless decoding is in-process)."""
-        meta: dict[str, Any] = {"video_id": video_id, "uri": uri, "content_hash": None, "duration_s": None,
-                                "fps": None, "status": "failed", "error": None}
-        path = uri
-        try:
-            with local_copy(uri) as path:  # remote inputs are copied next to the decoder
-                meta["content_hash"] = content_hash(path, self.hash_mode)
-                result = self._decode(path, self.policy, self.max_side, self.decoders)
-        except (DecodeError, OSError, ValueError) as exc:
-            meta["error"] = str(exc).replace(path, uri)  # name the input, not its temporary copy
-        except (CallTimedOut, CallCrashed) as exc:
-            meta["error"] = f"{uri}: {exc}"
-        except Exception as exc:  # a decoder bug on crafted input must not stop the job: it becomes the row's error
-            meta["error"] = f"{uri}: unexpected {type(exc).__name__}: {exc}"
-        else:
-            info = result.info
-            meta.update(duration_s=info.duration_s, fps=info.fps, status=result.status, error=result.error)
-            flags = [frame_flag(kf.image, self.checks) for kf in result.keyframes]
-            return DecodedVideo(meta, (info.width, info.height), result.keyframes, flags)
-        return DecodedVideo(meta)
 
 
 class EmbedderModelHandler(ModelHandler[DecodedVideo, PredictionResult, Embedder]):
@@ -204,10 +148,19 @@ class EmbedderModelHandler(ModelHandler[DecodedVideo, PredictionResult, Embedder
         self.config, self.batch_across_videos = config, batch_across_videos
 
     def load_model(self) -> Embedder:
-        return Embedder(self.config).load()
+        start = time.perf_counter()
+        model = Embedder(self.config).load()
+        Metrics.distribution("styleaxis", "load_ms").update(round(1000 * (time.perf_counter() - start)))
+        return model
 
     def run_inference(self, batch: Sequence[DecodedVideo], model: Embedder,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
+        start, start_s = time.perf_counter(), time.time()
+        out = self._embed(batch, model)
+        _report_batch(start, start_s, sum(len(video.keyframes) for video in batch))
+        return out
+
+    def _embed(self, batch: Sequence[DecodedVideo], model: Embedder) -> list[PredictionResult]:
         results: list[dict[str, np.ndarray] | str | None] = [None] * len(batch)
         pending = [i for i, video in enumerate(batch) if video.keyframes]
         if self.batch_across_videos and len(pending) > 1:
@@ -233,6 +186,15 @@ class EmbedderModelHandler(ModelHandler[DecodedVideo, PredictionResult, Embedder
 
     def get_metrics_namespace(self) -> str:
         return "styleaxis"
+
+
+def _report_batch(start: float, start_s: float, keyframes: int) -> None:
+    """Beam metrics of one model batch: model_ms (embedding time), batch_start_s / batch_end_s (wall clock,
+    whose min and max bound the steady state) and the keyframes counter."""
+    Metrics.distribution("styleaxis", "model_ms").update(round(1000 * (time.perf_counter() - start)))
+    Metrics.distribution("styleaxis", "batch_start_ms").update(round(1000 * start_s))
+    Metrics.distribution("styleaxis", "batch_end_ms").update(round(1000 * time.time()))
+    Metrics.counter("styleaxis", "keyframes").inc(keyframes)
 
 
 def _keyframe_weight(video: DecodedVideo) -> int:
@@ -290,11 +252,13 @@ class WriteShards(beam.DoFn):
         self._flush()
 
     def _flush(self) -> None:
+        start = time.perf_counter()
         if self._videos:
             keyframe_schema, video_schema = self._schemas
             keyframes = pa.Table.from_pylist(self._keyframes, schema=keyframe_schema)
             videos = pa.Table.from_pylist(self._videos, schema=video_schema)
             write_shard(self.root, self.metadata["run_id"], keyframes, videos)
+            Metrics.distribution("styleaxis", "write_ms").update(round(1000 * (time.perf_counter() - start)))
         self._videos, self._keyframes = [], []
 
 
@@ -311,10 +275,14 @@ def build_pipeline(p: beam.Pipeline, videos: list[tuple[str, str]], config: Pipe
                                    max_batch_duration_s=config.max_batch_duration_s)
     on_dask = p.runner.__class__.__name__ == "DaskRunner"
     embed = beam.ParDo(_EmbedEach(handler)) if on_dask else RunInference(handler)
+    ahead = config.decode_ahead
+    if ahead is None:
+        ahead = config.max_batch_keyframes // config.policy.max_keyframes + 1
+    ahead = 0 if on_dask else ahead
     (
         p
         | "Videos" >> beam.Create(videos)
-        | "Decode" >> beam.ParDo(DecodeVideo(config, len(videos)))
+        | "Decode" >> beam.ParDo(DecodeVideo(config, len(videos), ahead))
         | "Embed" >> embed
         | "Rows" >> beam.Map(_rows, tuple(metadata["descriptors"]))
         | "WriteShards" >> beam.ParDo(WriteShards(str(config.out_dir), metadata, config.shard_size))
@@ -392,6 +360,33 @@ def _disk_full_in_one_line() -> Iterator[None]:
 _DISK_FULL = "; free space and run again"
 
 
+def job_timings(result: beam.runners.runner.PipelineResult, start_s: float, seconds: float) -> dict[str, float]:
+    """Where a job's wall time went, from its Beam metrics (empty where the runner reports none).
+
+    ``startup_s``: from the pipeline's start to its first model batch (Beam, model loading, the decoder
+    process, the first decodes); ``steady_s``: from the first batch's start to the last batch's end,
+    ``steady_keyframes_per_s`` the rate in it; ``tail_s`` the rest (last shards, commit). ``model_s``,
+    ``write_s``, ``decode_s`` and ``decode_wait_s`` sum those steps (decoding overlaps the model: only
+    its wait adds to the wall time); ``load_s`` is the model loading inside the start-up.
+    """
+    from apache_beam.metrics.metric import MetricsFilter
+
+    try:
+        found = result.metrics().query(MetricsFilter().with_namespace("styleaxis"))
+    except (NotImplementedError, AttributeError):
+        return {}
+    values = {r.key.metric.name: r.committed or r.attempted for r in found["distributions"] + found["counters"]}
+    if "batch_start_ms" not in values or not values["batch_start_ms"].count:
+        return {}
+    first, last = values["batch_start_ms"].min / 1000, values["batch_end_ms"].max / 1000
+    out = {name[:-3] + "_s": values[name].sum / 1000 for name in ("model_ms", "write_ms", "decode_ms",
+                                                                  "decode_wait_ms", "load_ms") if name in values}
+    out.update(startup_s=first - start_s, steady_s=last - first, tail_s=seconds - (last - start_s),
+               keyframes=float(values["keyframes"]), batches=float(values["model_ms"].count))
+    out["steady_keyframes_per_s"] = out["keyframes"] / max(out["steady_s"], 1e-9)
+    return out
+
+
 def run_embed(videos: list[tuple[str, str]], config: PipelineConfig) -> dict[str, Any]:
     """Embed (video_id, uri) pairs into ``config.out_dir``; returns a summary of what was done.
 
@@ -417,6 +412,7 @@ def run_embed(videos: list[tuple[str, str]], config: PipelineConfig) -> dict[str
             p = beam.Pipeline(options=pipeline_options(config))
             build_pipeline(p, todo, config, metadata)
             with _disk_full_in_one_line():
+                start_s = time.time()
                 result = p.run()
                 try:
                     result.wait_until_finish()
@@ -425,5 +421,6 @@ def run_embed(videos: list[tuple[str, str]], config: PipelineConfig) -> dict[str
                         result.client.close()
             commit(root, metadata["run_id"])
             summary["seconds"] = time.perf_counter() - start
+            summary["timings"] = job_timings(result, start_s, summary["seconds"])
         write_run_log(root, metadata["run_id"], summary)
     return summary
