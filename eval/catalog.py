@@ -41,7 +41,7 @@ from styleaxis.stylize.stylize import StylizeConfig, make_stylizer
 from .io import atomic_write, read_path_table, to_hwc_uint8
 
 __all__ = [
-    "PHOTOS", "FILTERS", "SPLITS", "CATALOG_COLUMNS", "VIDEO_SUFFIXES", "CatalogConfig", "photo", "apply_style",
+    "PHOTOS", "FILTERS", "SPLITS", "augment", "CATALOG_COLUMNS", "VIDEO_SUFFIXES", "CatalogConfig", "photo", "apply_style",
     "build_catalog", "read_catalog", "embed_catalog",
 ]
 
@@ -354,8 +354,8 @@ def _item_rng(config: CatalogConfig, content: str, style: str, view: int) -> np.
     return np.random.default_rng([config.seed, zlib.crc32(content.encode()), zlib.crc32(style.encode()), view])
 
 
-def _augment(image: torch.Tensor, config: CatalogConfig, rng: np.random.Generator) -> torch.Tensor:
-    """A mild random crop (each side keeps >= crop_min), a coin-flip mirror and a down-scale."""
+def augment(image: torch.Tensor, config: CatalogConfig, rng: np.random.Generator) -> torch.Tensor:
+    """A mild random crop (each side keeps >= crop_min), a coin-flip mirror and a down-scale (seeded by ``rng``)."""
     h, w = image.shape[-2:]
     ch, cw = round(h * rng.uniform(config.crop_min, 1.0)), round(w * rng.uniform(config.crop_min, 1.0))
     top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
@@ -393,7 +393,7 @@ def build_catalog(out_dir: str | os.PathLike[str], config: CatalogConfig = Catal
                 raw = torch.from_numpy(photo(content)).permute(2, 0, 1).float() / 255.0
                 photos[content] = resize_short_side(raw, config.short_side)
             rng = _item_rng(config, content, style, view)
-            image = _augment(photos[content], config, rng) if config.augment else photos[content]
+            image = augment(photos[content], config, rng) if config.augment else photos[content]
             atomic_write(out / rel, _png(to_hwc_uint8(stylist(style, image, rng))))
     table = pd.DataFrame(rows, columns=list(CATALOG_COLUMNS))
     return atomic_write(out / CATALOG_FILE, lambda tmp: table.to_csv(tmp, index=False))

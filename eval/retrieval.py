@@ -7,6 +7,8 @@ ranked by cosine similarity (ties broken by catalogue order). With k = 10:
   content differs from q's, the share with q's style.
 - **SCDS-P@k** (content axis; "same content, different style"): among the k nearest items whose
   style differs from q's, the share with q's content.
+- **P@R** (R-precision) of either: the same with k = R, the number of such items q has (so every
+  query can score 1 whatever the catalogue's design; P@k needs k below the smallest R).
 - **mAP** per axis: average precision over the whole ranking, relevant = same style (style axis)
   or same content (content axis).
 - **leakage**: style axis, the share of the k nearest that share q's content but not its style;
@@ -46,7 +48,7 @@ __all__ = [
 
 Axis = Literal["style", "content"]
 PRECISION_NAMES: dict[str, str] = {"style": "SSDC-P@{k}", "content": "SCDS-P@{k}"}
-_METRICS = ("precision", "ap", "leakage")
+_METRICS = ("precision", "precision_r", "ap", "leakage")
 
 
 def axis_of(descriptor: str) -> Axis:
@@ -119,13 +121,16 @@ def per_query_metrics(matrix: np.ndarray, contents: Sequence[Any] | np.ndarray, 
             # P@k: among items that differ from q in the ignored factor, share sharing q's own factor
             pool = same_own[~same_other]
             precision = pool[:k].mean() if pool.size else np.nan
+            relevant = int(pool.sum())
+            precision_r = pool[:relevant].mean() if relevant else np.nan
             hits = np.flatnonzero(same_own)
             ap = (np.arange(1, hits.size + 1) / (hits + 1)).mean() if hits.size else np.nan
             leak = same_other & ~same_own
-            rows.append((q, content[q], style[q], precision, ap, leak[:k].mean(),
-                         pool.mean() if pool.size else np.nan, _expected_ap(hits.size, order.size), leak.mean()))
-    return pd.DataFrame(rows, columns=["query", "content", "style", "precision", "ap", "leakage",
-                                       "precision_chance", "ap_chance", "leakage_chance"])
+            prevalence = pool.mean() if pool.size else np.nan
+            rows.append((q, content[q], style[q], precision, precision_r, ap, leak[:k].mean(), prevalence,
+                         prevalence, _expected_ap(hits.size, order.size), leak.mean()))
+    return pd.DataFrame(rows, columns=["query", "content", "style", "precision", "precision_r", "ap", "leakage",
+                                       "precision_chance", "precision_r_chance", "ap_chance", "leakage_chance"])
 
 
 def summarize(per_query: pd.DataFrame) -> dict[str, float]:
@@ -173,8 +178,10 @@ class RetrievalReport:
 
 
 def _column(axis: str, metric: str, k: int) -> str:
-    # per-style column names: SSDC-P@10, style_map, style_leakage, SCDS-P@10, content_map, content_leakage
-    return PRECISION_NAMES[axis].format(k=k) if metric == "precision" else f"{axis}_{'map' if metric == 'ap' else metric}"
+    # per-style column names: SSDC-P@10, SSDC-P@R, style_map, style_leakage, SCDS-P@10, SCDS-P@R, content_map, ...
+    if metric in ("precision", "precision_r"):
+        return PRECISION_NAMES[axis].format(k=k if metric == "precision" else "R")
+    return f"{axis}_{'map' if metric == 'ap' else metric}"
 
 
 def _row(axis: Axis, names: Sequence[str], per_query: pd.DataFrame, k: int) -> dict[str, Any]:

@@ -132,3 +132,18 @@ def test_report_json_csv_and_png(tmp_path) -> None:
     assert pd.read_csv(files["table"]).shape == (4, report.table.shape[1])
     with Image.open(files["plot"]) as img:
         assert img.format == "PNG" and img.width > 300
+
+
+def test_r_precision_uses_each_querys_own_number_of_relevant_items() -> None:
+    # style axis, 4 items: a0/b0 in look 0, c1 in look 1, d1 in look 1; the query a0 ranks d1 (wrong look) above
+    # b0 (its only same-look item of another content): R = 1, so P@R = 0 while P@3 = 1/3
+    contents, styles = ["a", "b", "c", "d"], ["0", "0", "1", "1"]
+    x = np.array([[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0], [0.9, 0.1]])
+    pq = per_query_metrics(x, contents, styles, "style", k=3)
+    first = pq.iloc[0]
+    assert first["precision_r"] == 0.0
+    assert first["precision"] == pytest.approx(1 / 3)
+    # every item's nearest other item shares its look: P@R = 1 for all
+    perfect = per_query_metrics(np.array([[1.0, 0], [1, 0.01], [0, 1], [0.01, 1]]), contents, styles, "style", k=3)
+    assert (perfect["precision_r"] == 1.0).all()
+    assert summarize(perfect)["precision_r"] == 1.0

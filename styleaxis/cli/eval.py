@@ -20,6 +20,7 @@ _PATH = click.Path(exists=True, path_type=Path)
 _SPLITS = ("easy", "hard", "unseen", "train")
 _EC = "styleaxis.eval.ec.ECConfig"
 _CATALOG = "styleaxis.eval.catalog.CatalogConfig"
+_DESIGN = "styleaxis.eval.designs.DesignConfig"
 _EMBED = "styleaxis.embed.embedder.EmbedConfig"
 _POLICY = "styleaxis.media.video.KeyframePolicy"
 
@@ -199,14 +200,43 @@ def report(run_dir: Path, out_dir: Path | None, index_dir: Path | None, queries:
               help="Augmented copies per (content, style) (hard, unseen and train splits).")
 @option("input", "--seed", type=int, mirrors=(_CATALOG, "seed"), show_default=True,
         help="Seed of augmentations and random filters.")
+@option("input", "--design", type=click.Choice(["factorial", "sparse", "singleton"]), default=None,
+        help="Build a designed catalogue instead of a split: looks drawn from parameterised families (never "
+             "used in training) on hundreds of contents. factorial: every content in every look; sparse: each "
+             "content in a few looks (a subset of factorial's images); singleton: each content in one look, as "
+             "most of a real catalogue.")
+@option("input", "--looks-per-family", type=click.IntRange(min=1), mirrors=(_DESIGN, "looks_per_family"),
+        show_default=True, help="Looks drawn from each of the 11 families, plus the unstylised look.")
+@option("input", "--per-look", type=click.IntRange(min=10), mirrors=(_DESIGN, "per_look"), show_default=True,
+        help="singleton: items per look.")
+@option("input", "--looks-per-content", type=click.IntRange(min=2), mirrors=(_DESIGN, "looks_per_content"),
+        show_default=True, help="sparse: looks each content appears in.")
+@option("input", "--n-contents", type=click.IntRange(min=0), mirrors=(_DESIGN, "contents"), show_default=True,
+        help="Distinct contents (0: the design's default: 22 for factorial and sparse, per-look x looks for "
+             "singleton).")
 def catalog(out_dir: Path, split: str, contents: str | None, styles: str | None, short_side: int, views: int,
-            seed: int) -> None:
+            seed: int, design: str | None, looks_per_family: int, per_look: int, looks_per_content: int,
+            n_contents: int) -> None:
     """Write a labelled catalogue: images of known content and style, and catalog.csv (path, content, style).
 
-    Contents are photos that ship with scikit-image, scikit-learn and matplotlib; styles are made on the spot
-    by the offline models (cin26 styles, arbitrary stylisation with other photos as style images, the
-    original as `identity`) or, in the unseen split, by classic filters and colour grades.
+    Splits: contents are photos that ship with scikit-image, scikit-learn and matplotlib; styles are made on
+    the spot by the offline models (cin26 styles, arbitrary stylisation with other photos as style images, the
+    original as `identity`) or, in the unseen split, by classic filters and colour grades. Every content is
+    shown in every style. --design builds a catalogue shaped like a real one instead (see docs/search.md).
     """
+    if design is not None:
+        from styleaxis.eval.designs import DesignConfig, build_design_catalog
+
+        if contents or styles or views != 1:
+            raise click.UsageError("--contents, --styles and --views belong to --split; a --design draws its own")
+        config = DesignConfig(design=design, looks_per_family=looks_per_family, contents=n_contents,
+                              per_look=per_look, looks_per_content=looks_per_content, short_side=short_side,
+                              seed=seed)
+        csv = build_design_catalog(out_dir, config)
+        table = pd.read_csv(csv)
+        click.echo(f"{len(table)} images, {table['content'].nunique()} contents, {table['style'].nunique()} looks; "
+                   f"catalogue: {csv}")
+        return
     from styleaxis.eval.catalog import CatalogConfig, build_catalog
 
     config = CatalogConfig(split=split, contents=split_names(contents) or None,
