@@ -23,8 +23,6 @@ model registry serves as ``content-head-v1``.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -38,11 +36,13 @@ from .descriptors import CONTENT_GRID, symmetric_grid_pool, whiten
 from .functional import l2_normalize
 from .images import resize_short_side
 from .registry import load_checkpoint, load_model, resolve_weights
-from .training import Trainer, export_model, fit, load_rgb, to_tensor
+from .training import (
+    Trainer, export_model, fit, items_digest, load_rgb, read_arch_state, save_arch_state, supcon_loss, to_tensor,
+)
 
 __all__ = [
     "HEAD_ENCODER", "HEAD_TAP", "ContentHead", "ContentHeadEncoder", "save_content_head",
-    "read_content_head", "load_content_head", "ContentHeadTrainConfig", "ContentHeadTrainResult", "supcon_loss",
+    "read_content_head", "load_content_head", "ContentHeadTrainConfig", "ContentHeadTrainResult",
     "train_content_head",
 ]
 
@@ -109,27 +109,12 @@ class ContentHeadEncoder(nn.Module):
 
 def save_content_head(head: ContentHead, path: str | os.PathLike[str]) -> Path:
     """Write ``{"arch", "state_dict"}`` atomically (fp32 CPU tensors)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    state = {k: v.detach().float().cpu().contiguous() for k, v in head.state_dict().items()}
-    torch.save({"arch": dict(head.arch), "state_dict": state}, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_arch_state(head, path)
 
 
 def read_content_head(path: str | os.PathLike[str]) -> ContentHead:
     """The head alone (eval mode) from a file written by :func:`save_content_head`."""
-    data = load_checkpoint(path)
-    if not isinstance(data, dict) or set(data) != {"arch", "state_dict"}:
-        raise ValueError(f"{path}: expected a content head file with keys arch, state_dict, "
-                         f"got {sorted(data) if isinstance(data, dict) else type(data).__name__}")
-    try:
-        head = ContentHead(**data["arch"])
-        head.load_state_dict(data["state_dict"], strict=True)
-    except (TypeError, RuntimeError) as exc:
-        raise ValueError(f"{path}: not a content head of this version: {exc}") from None
-    return head.eval()
+    return read_arch_state(path, ContentHead, "content head")
 
 
 def load_content_head(path: str | os.PathLike[str]) -> ContentHeadEncoder:
@@ -195,32 +180,11 @@ class ContentHeadTrainResult:
     history: torch.Tensor
 
 
-def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Supervised contrastive loss (Khosla et al. 2020, L^sup_out, eq. 2) of unit vectors z (N, D)
-    with integer labels (N,); anchors without a positive are skipped."""
-    n = len(z)
-    logits = z @ z.T / temperature
-    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
-    logits = logits.masked_fill(self_mask, float("-inf"))
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    positive = (labels[:, None] == labels[None, :]) & ~self_mask
-    count = positive.sum(dim=1)
-    has = count > 0
-    if not bool(has.any()):
-        raise ValueError("supcon_loss: no item of the batch has a positive (same label)")
-    per_anchor = -log_prob.masked_fill(~positive, 0.0).sum(dim=1)[has] / count[has]
-    return per_anchor.mean()
-
-
-def _items_digest(items: Sequence[tuple[str, str, str]]) -> str:
-    return hashlib.sha256(json.dumps([list(map(str, i)) for i in items]).encode()).hexdigest()
-
-
 def _encode_items(items: Sequence[tuple[str, str, str]], encoder: nn.Module, config: ContentHeadTrainConfig,
                   progress: bool) -> list[torch.Tensor]:
     """The encoder's stage-5 map of every item (fp16, CPU), cached in out_dir/features.pt by item list."""
     cache = Path(config.out_dir) / "features.pt"
-    digest = _items_digest(items) + f"/{config.encoder}/{config.short_side}"
+    digest = items_digest(items) + f"/{config.encoder}/{config.short_side}"
     if cache.is_file():
         data = load_checkpoint(cache)
         if data.get("digest") == digest:
@@ -304,7 +268,7 @@ def train_content_head(items: Sequence[tuple[str, str, str]], config: ContentHea
     out = Path(config.out_dir)
     trainer = _HeadTrainer(items, config, progress)
     identity = {"encoder": config.encoder, "encoder_sha256": resolve_weights(config.encoder)[1],
-                "items": len(items), "items_sha256": _items_digest(items),
+                "items": len(items), "items_sha256": items_digest(items),
                 "contents": len(trainer.by_content), "styles": len(trainer.styles)}
     summary = fit(trainer, config, out, identity, progress=progress, resume=resume,
                   resumable=_RESUMABLE_CHANGES, desc="train content head")

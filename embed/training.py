@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from .registry import load_checkpoint, load_model
 __all__ = [
     "IMAGE_SUFFIXES", "list_images", "load_rgb", "to_tensor", "to_uint8", "CropSampler", "content_style_crops",
     "Checkpoints",
-    "write_text", "write_json", "save_image_grid", "Trainer", "fit", "export_model",
+    "write_text", "write_json", "save_image_grid", "Trainer", "fit", "export_model", "save_arch_state",
+    "read_arch_state", "supcon_loss", "items_digest",
 ]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
@@ -329,3 +331,51 @@ def export_model(path: Path, sidecar: dict[str, Any]) -> str:
     write_text(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
     write_json(path.with_suffix(".json"), {"file": path.name, "sha256": digest, **sidecar})
     return digest
+
+
+def save_arch_state(module: torch.nn.Module, path: str | os.PathLike[str]) -> Path:
+    """Write a small model as ``{"arch": module.arch, "state_dict": fp32 CPU tensors}``, atomically: the
+    file format of the trained heads, read back by :func:`read_arch_state` without unpickling code."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    state = {k: v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()}
+    torch.save({"arch": dict(module.arch), "state_dict": state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_arch_state(path: str | os.PathLike[str], build: Any, what: str) -> torch.nn.Module:
+    """The module ``build(**arch)`` with the state of a file written by :func:`save_arch_state`, in eval
+    mode; a file of another kind or version is a ValueError naming ``path`` and ``what`` it should be."""
+    data = load_checkpoint(path)
+    if not isinstance(data, dict) or set(data) != {"arch", "state_dict"}:
+        raise ValueError(f"{path}: expected a {what} file with keys arch, state_dict, "
+                         f"got {sorted(data) if isinstance(data, dict) else type(data).__name__}")
+    try:
+        module = build(**data["arch"])
+        module.load_state_dict(data["state_dict"], strict=True)
+    except (TypeError, RuntimeError) as exc:
+        raise ValueError(f"{path}: not a {what} of this version: {exc}") from None
+    return module.eval()
+
+
+def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, L^sup_out, eq. 2) of unit vectors z (N, D)
+    with integer labels (N,); anchors without a positive are skipped."""
+    n = len(z)
+    logits = z @ z.T / temperature
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    count = positive.sum(dim=1)
+    has = count > 0
+    if not bool(has.any()):
+        raise ValueError("supcon_loss: no item of the batch has a positive (same label)")
+    per_anchor = -log_prob.masked_fill(~positive, 0.0).sum(dim=1)[has] / count[has]
+    return per_anchor.mean()
+
+
+def items_digest(items: Sequence[tuple[str, str, str]]) -> str:
+    return hashlib.sha256(json.dumps([list(map(str, i)) for i in items]).encode()).hexdigest()

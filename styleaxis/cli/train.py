@@ -1,7 +1,8 @@
 """``styleaxis train ...``: every training command, one per network.
 
 ``adain`` (decoder), ``cin`` (N-style network), ``johnson``, ``stylebank``, ``swap-inverse`` (style-swap
-inverse network) and ``content-head`` (the content axis's projection head). Each parses its options into
+inverse network), ``content-head`` (the content axis's projection head) and ``style-head`` (the learned
+style embedding). Each parses its options into
 the library's config dataclass and calls its ``train`` function; a run folder given again resumes.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ _JOHNSON = "styleaxis.stylize.johnson.JohnsonTrainConfig"
 _STYLEBANK = "styleaxis.stylize.stylebank.StyleBankTrainConfig"
 _INVERSE = "styleaxis.stylize.style_swap.InverseTrainConfig"
 _HEAD = "styleaxis.embed.content_head.ContentHeadTrainConfig"
+_STYLE_HEAD = "styleaxis.embed.style_head.StyleHeadTrainConfig"
 #: the command line's batch size for Johnson, StyleBank and the style-swap inverse (their configs say 4,
 #: Johnson et al.'s; the command has always used 8, like AdaIN's and CIN's)
 _CLI_BATCH_SIZE = 8
@@ -30,7 +32,8 @@ _CLI_BATCH_SIZE = 8
 @click.group("train", cls=CliGroup)
 def train() -> None:
     """Train networks on your own images: AdaIN decoder, N-style CIN, Johnson, StyleBank, style-swap inverse,
-    and the content head of the content axis. Each run folder resumes when given again."""
+    the content head of the content axis and the style head of the style axis. Each run folder resumes when
+    given again."""
 
 
 def _run_options(config: str, batch_size: int | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -287,4 +290,57 @@ def content_head(out_dir: Path, catalog_csv: Path | None, views: int, steps: int
                                     temperature=temperature, seed=seed, device=device)
     items = list(zip(table["path"], table["content"], table["style"]))
     result = train_content_head(items, config)
+    click.echo(f"step {result.step}; head: {result.model_path}  sha256 {result.sha256}")
+
+
+@train.command("style-head")
+@option("output", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+        help="Run folder: catalog/ (when built), checkpoints/, features.pt, style_head.pt (+ .sha256, .json); "
+             "a rerun resumes.")
+@option("input", "--catalog", "catalog_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None, help="Training catalog.csv (path, content, style = the look). Default: build the training "
+                           "design into OUT/catalog (looks and contents disjoint from `eval catalog --design`).")
+@option("input", "--looks-per-family", type=click.IntRange(min=1), default=16, show_default=True,
+        help="Training looks drawn from each look family when the catalogue is built.")
+@option("input", "--contents", type=click.IntRange(min=8), default=96, show_default=True,
+        help="Distinct training contents when the catalogue is built (blocks of 8; each look covers 2 blocks).")
+@option("model", "--steps", type=click.IntRange(min=1), mirrors=(_STYLE_HEAD, "steps"), show_default=True,
+        help="Optimisation steps.")
+@option("model", "--looks-per-batch", type=click.IntRange(min=2), mirrors=(_STYLE_HEAD, "looks_per_batch"),
+        show_default=True, help="Looks in a batch (they share contents: the hard negatives).")
+@option("model", "--contents-per-look", type=click.IntRange(min=2), mirrors=(_STYLE_HEAD, "contents_per_look"),
+        show_default=True, help="Items per look in a batch (positives share the look, not the content).")
+@option("model", "--hidden", type=click.IntRange(min=1), mirrors=(_STYLE_HEAD, "hidden"), show_default=True,
+        help="Width of the head's hidden layer.")
+@option("model", "--lr", type=float, mirrors=(_STYLE_HEAD, "lr"), show_default=True,
+        help="AdamW learning rate (cosine decay).")
+@option("model", "--temperature", type=float, mirrors=(_STYLE_HEAD, "temperature"), show_default=True,
+        help="SupCon temperature.")
+@option("model", "--seed", type=int, mirrors=(_STYLE_HEAD, "seed"), show_default=True)
+@option("performance", "--device", mirrors=(_STYLE_HEAD, "device"), show_default=True, help="cpu or cuda.")
+def style_head(out_dir: Path, catalog_csv: Path | None, looks_per_family: int, contents: int, steps: int,
+               looks_per_batch: int, contents_per_look: int, hidden: int, lr: float, temperature: float, seed: int,
+               device: str) -> None:
+    """Train the style head behind the `style_head` descriptor (supervised contrastive over looks).
+
+    The head reads IN mean/std and Gram statistics of frozen EfficientNet-Lite0 stages; positives share a look
+    and differ in content, and a batch holds the same contents in other looks. The default catalogue draws its
+    looks from the `train` role of each look family (colour grades, tone curves, blur/sharpen, grain,
+    posterise, halftone, mosaic, sketch, cin26, arbitrary stylisation, JPEG), so `eval catalog --design`
+    looks stay unseen. Prints the exported file and its sha256.
+    """
+    from styleaxis.embed.style_head import StyleHeadTrainConfig, train_style_head
+    from styleaxis.eval.catalog import read_catalog
+    from styleaxis.eval.designs import DesignConfig, build_design_catalog
+
+    if catalog_csv is None:
+        design = DesignConfig(design="blocks", role="train", looks_per_family=looks_per_family, contents=contents)
+        catalog_csv = build_design_catalog(out_dir / "catalog", design)
+    table = read_catalog(catalog_csv)
+    if (table["kind"] == "video").any():
+        raise ValueError(f"{catalog_csv}: the style head trains on images; video rows found")
+    config = StyleHeadTrainConfig(out_dir=str(out_dir), steps=steps, looks_per_batch=looks_per_batch,
+                                  contents_per_look=contents_per_look, hidden=hidden, lr=lr,
+                                  temperature=temperature, seed=seed, device=device)
+    result = train_style_head(list(zip(table["path"], table["content"], table["style"])), config)
     click.echo(f"step {result.step}; head: {result.model_path}  sha256 {result.sha256}")
