@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .descriptors import VGG_DESCRIPTORS, Descriptor, get_descriptor
+from .effnet import EffNetEncoder
 from .images import resize_short_side
 from .registry import load_model, resolve_weights
 
@@ -41,6 +42,9 @@ class EmbedConfig:
         precision: ``"fp32"`` (the reference), or ``"fp16"``/``"bf16"`` autocast for the encoders
             (descriptor arithmetic stays fp32).
         channels_last: NHWC memory format for batches and models (faster convolutions on CUDA).
+        fold_bn: fold the EfficientNet's batch norms into its convolutions (same function up to float
+            rounding; bench/RESULTS.md has its speed and cosine to the unfolded model).
+        compile: ``torch.compile`` each encoder (a compile per input shape on first use).
         style_encoder: the VGG behind the VGG descriptors (``style_in``, ``style_gram``):
             ``vgg16-hed`` (offline) or ``vgg19`` (when its weights are present).
     """
@@ -52,6 +56,8 @@ class EmbedConfig:
     device: str = "auto"
     precision: str = "fp32"
     channels_last: bool = False
+    fold_bn: bool = False
+    compile: bool = False
     style_encoder: str = "vgg16-hed"
 
     def __post_init__(self) -> None:
@@ -131,9 +137,11 @@ class Embedder:
     def _model(self, name: str) -> torch.nn.Module:
         if name not in self._models:
             model = load_model(name).to(self.device)
+            if self.config.fold_bn and isinstance(model, EffNetEncoder):
+                model = model.fold_batch_norm()
             if self.config.channels_last:
                 model = model.to(memory_format=torch.channels_last)
-            self._models[name] = model
+            self._models[name] = torch.compile(model) if self.config.compile else model
         return self._models[name]
 
     def _bottleneck(self, batch: torch.Tensor) -> torch.Tensor:
