@@ -76,7 +76,13 @@ _POLICY = "styleaxis.media.video.KeyframePolicy"
 @option("performance", "--device", type=click.Choice(["auto", "cpu", "cuda"]), mirrors=(_EMBED, "device"),
         show_default=True, help="Where the models run (auto: CUDA when present).")
 @option("performance", "--batch-size", mirrors=(_PIPELINE, "max_batch_keyframes"), show_default=True,
-        help="Most keyframes per inference batch (RunInference) and per forward pass.")
+        help="Most keyframes per inference batch (RunInference).")
+@option("performance", "--forward-batch", mirrors=(_EMBED, "batch_size"), show_default=True,
+        type=click.IntRange(min=0),
+        help="Frames per forward pass; 0 picks by device (1 on a CPU, where it is fastest; 64 on CUDA).")
+@option("performance", "--compile", "compile_models", is_flag=True,
+        help="torch.compile the encoders: 1.2x the default steady state on the 2-core CPU (bench/RESULTS.md) "
+             "for a start-up of a minute or more per frame size; for long runs.")
 @option("performance", "--max-batch-duration", type=float, mirrors=(_PIPELINE, "max_batch_duration_s"),
         help="Seconds RunInference may wait to fill a batch (default: no limit).")
 @option("performance", "--batch-across-videos", is_flag=True,
@@ -94,7 +100,7 @@ def embed(inputs: tuple[str, ...], out_dir: str, manifests: tuple[str, ...], sho
           min_gap: float, descriptors: str, device: str, precision: str, batch_size: int,
           max_batch_duration: float | None, batch_across_videos: bool, decoders: str, decode_timeout: float,
           hash_mode: str, force: bool, retry_failed: bool, shard_size: int, runner: str, beam_args: str,
-          quiet: bool, add_descriptors: str) -> None:
+          quiet: bool, add_descriptors: str, forward_batch: int, compile_models: bool) -> None:
     """Embed videos and images (files, folders, globs, manifests) into Parquet with an Apache Beam pipeline.
 
     Each input becomes one videos/ row (status ok, partial or failed, with the error); each embedded
@@ -115,8 +121,8 @@ def embed(inputs: tuple[str, ...], out_dir: str, manifests: tuple[str, ...], sho
         raise click.UsageError("give INPUTS (files, folders, globs) or --manifest")
     config = PipelineConfig(
         out_dir=out_dir,
-        embed=EmbedConfig(descriptors=split_names(descriptors), short_side=short_side, batch_size=batch_size,
-                          device=device, precision=precision),
+        embed=EmbedConfig(descriptors=split_names(descriptors), short_side=short_side, batch_size=forward_batch,
+                          device=device, precision=precision, compile=compile_models),
         policy=KeyframePolicy(max_keyframes=max_keyframes, min_gap_s=min_gap),
         decoders=split_names(decoders),
         decode_timeout_s=decode_timeout or None,
