@@ -17,8 +17,8 @@ default policy keeps 8 keyframes each):
 2. The default job on all the clips: start-up (Beam, model loading, decoder process) apart from
    the steady state, and within it the time in the model, the writer and waiting for the decoder
    (decoding itself overlaps the model); the steady-state rate against the bare model: the
-   Embedder's forward (``embed_batch``) on the same frames already decoded and resized, one video
-   per forward as the job does.
+   Embedder's forward (``embed_batch``) on the same frames already decoded and resized, batched as
+   the job batches them (a video's keyframes, ``Embedder.batch_size`` per forward: 1 on a CPU).
 
 ``--rss`` instead runs the default job on small clips (160x96, 2 s, short side 64) at each of
 ``--sizes`` and reports the job's peak RSS: flat means the job streams.
@@ -142,8 +142,10 @@ def run_bare(clips: list[Path], short_side: int, descriptors: tuple[str, ...], m
     policy = KeyframePolicy(max_keyframes=max_keyframes)
     videos = [[kf.image for kf in read_keyframes(p, policy, DEFAULT_MAX_SIDE).keyframes] for p in clips]
     embedder = Embedder(EmbedConfig(short_side=short_side, descriptors=descriptors, device="cpu")).load()
+    # as the Embedder batches: a video's keyframes, embedder.batch_size frames per forward (1 on a CPU)
     batches = [torch.stack([resize_short_side(torch.from_numpy(f).permute(2, 0, 1).float() / 255, short_side)
-                            for f in frames]) for frames in videos]
+                            for f in frames[i:i + embedder.batch_size]])
+               for frames in videos for i in range(0, len(frames), embedder.batch_size)]
     embedder.embed_batch(batches[0])  # warm-up
     start, cpu = time.perf_counter(), time.process_time()
     for batch in batches:

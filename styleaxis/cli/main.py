@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from styleaxis import __version__
-from styleaxis.cli.common import CliGroup, field_default, option, split_names
+from styleaxis.cli.common import CliGroup, field_default, option, set_threads, split_names
 from styleaxis.cli.eval import eval_group
 from styleaxis.cli.index import index, serve
 from styleaxis.cli.stylize import stylize
@@ -83,6 +83,9 @@ _POLICY = "styleaxis.media.video.KeyframePolicy"
 @option("performance", "--compile", "compile_models", is_flag=True,
         help="torch.compile the encoders: 1.2x the default steady state on the 2-core CPU (bench/RESULTS.md) "
              "for a start-up of a minute or more per frame size; for long runs.")
+@option("performance", "--threads", type=click.IntRange(min=1), default=None,
+        help="torch CPU threads in this process (default: one per core). On a machine that other work shares, "
+             "fewer threads keep torch's threads from waiting on each other (bench/RESULTS.md).")
 @option("performance", "--max-batch-duration", type=float, mirrors=(_PIPELINE, "max_batch_duration_s"),
         help="Seconds RunInference may wait to fill a batch (default: no limit).")
 @option("performance", "--batch-across-videos", is_flag=True,
@@ -100,7 +103,7 @@ def embed(inputs: tuple[str, ...], out_dir: str, manifests: tuple[str, ...], sho
           min_gap: float, descriptors: str, device: str, precision: str, batch_size: int,
           max_batch_duration: float | None, batch_across_videos: bool, decoders: str, decode_timeout: float,
           hash_mode: str, force: bool, retry_failed: bool, shard_size: int, runner: str, beam_args: str,
-          quiet: bool, add_descriptors: str, forward_batch: int, compile_models: bool) -> None:
+          quiet: bool, add_descriptors: str, forward_batch: int, compile_models: bool, threads: int | None) -> None:
     """Embed videos and images (files, folders, globs, manifests) into Parquet with an Apache Beam pipeline.
 
     Each input becomes one videos/ row (status ok, partial or failed, with the error); each embedded
@@ -119,6 +122,7 @@ def embed(inputs: tuple[str, ...], out_dir: str, manifests: tuple[str, ...], sho
                                "or --manifest (embed new inputs in a run of their own first)")
     if not inputs and not manifests and not add_descriptors:
         raise click.UsageError("give INPUTS (files, folders, globs) or --manifest")
+    set_threads(threads)
     config = PipelineConfig(
         out_dir=out_dir,
         embed=EmbedConfig(descriptors=split_names(descriptors), short_side=short_side, batch_size=forward_batch,
