@@ -150,12 +150,16 @@ class EmbedderModelHandler(ModelHandler[DecodedVideo, PredictionResult, Embedder
     def load_model(self) -> Embedder:
         start = time.perf_counter()
         model = Embedder(self.config).load()
-        Metrics.distribution("styleaxis", "load_ms").update(round(1000 * (time.perf_counter() - start)))
+        # reported with the first batch: Beam counts no metrics where runners load models (setup, shared handles)
+        self._load_ms = round(1000 * (time.perf_counter() - start))
         return model
 
     def run_inference(self, batch: Sequence[DecodedVideo], model: Embedder,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
         start, start_s = time.perf_counter(), time.time()
+        if getattr(self, "_load_ms", None) is not None:
+            Metrics.distribution("styleaxis", "load_ms").update(self._load_ms)
+            self._load_ms = None
         out = self._embed(batch, model)
         _report_batch(start, start_s, sum(len(video.keyframes) for video in batch))
         return out
