@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .functional import calc_mean_std, l2_normalize
+from .style_head import STYLE_HEAD_MODEL, STYLE_HEAD_TAPS, style_head_vector
 
 __all__ = [
     "Descriptor", "DESCRIPTORS", "get_descriptor", "STYLE_TAPS", "VGG_DESCRIPTORS", "CONTENT_GRID",
@@ -174,6 +175,12 @@ DESCRIPTORS: dict[str, Descriptor] = {
             _head_vector,
             "content descriptor + a residual head trained on stylisations (SupCon; embed/content_head.py)",
             extra_models=("effnet-lite0",),
+        ),
+        Descriptor(
+            "style_head", "effnet-lite0", STYLE_HEAD_TAPS, 128, style_head_vector,
+            "learned style embedding: IN mean/std and Gram statistics of EfficientNet-Lite0 input..stage 5 "
+            "through a head trained on unseen-look families (SupCon; embed/style_head.py)",
+            extra_models=(STYLE_HEAD_MODEL,),
         ),
         Descriptor(
             "style_eff", "effnet-lite0", STYLE_EFF_TAPS, 40 + 80 + 112, _style_eff,

@@ -370,3 +370,20 @@ register(ModelRecord(
             "images and their cin26/Magenta stylisations",
     builder="styleaxis.embed.content_head:load_content_head",
 ))
+
+register(ModelRecord(
+    name="style-head-v1",
+    description="style head on EfficientNet-Lite0 statistics (IN mean/std + projected Gram of input..stage 5, pixel "
+                "statistics; MLP 1466-512-128), v1: 400 CPU steps of `styleaxis train style-head` (SupCon over 177 "
+                "looks of 11 parameterised families; weights/*.json); the module is the head only, run on the "
+                "effnet-lite0 pass the Embedder already makes",
+    package="styleaxis",
+    module="styleaxis.embed",
+    relpath="weights/style-head-effnet-v1.pt",
+    sha256="64b523628e833293d7f10dc4f8eb895df7ca9757a6625f429e56df37d6871ec8",
+    input_transform="styleaxis.embed.style_head.style_features of effnet-lite0 taps rgb, stem, stage1-5 (1466 values)",
+    taps=("style_head",),
+    licence="trained by styleaxis on top of effnet-lite0 (Apache-2.0); data: scikit-image and matplotlib sample "
+            "images, procedural scenes and their filtered and cin26/Magenta stylisations",
+    builder="styleaxis.embed.style_head:read_style_head",
+))

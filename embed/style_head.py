@@ -168,8 +168,8 @@ class StyleHeadTrainConfig:
     temperature: float = 0.1
     lr: float = 1e-3
     weight_decay: float = 1e-3
-    steps: int = 1500
-    checkpoint_every: int = 500
+    steps: int = 400
+    checkpoint_every: int = 200
     preview_every: int = 0
     seed: int = 0
     device: str = "cpu"

@@ -6,8 +6,8 @@
 - ``blocks`` (training only): contents in blocks, each look on a few whole blocks, so a batch can hold
   looks that share contents (the hard negatives of the style head's loss).
 
-Contents are shipped photos, windows of them at several scales and positions (as a clip's frames pan
-and zoom), and procedural scenes; the ``eval`` and ``train`` roles draw disjoint photos and scene seeds,
+Contents are shipped photos and windows of them at several scales and positions (as a clip's frames pan
+and zoom); training also uses procedural scenes. The ``eval`` and ``train`` roles draw disjoint photos,
 and looks come from :mod:`styleaxis.eval.looks` with the role's own parameters.
 """
 from __future__ import annotations
@@ -36,14 +36,20 @@ DESIGNS = ("factorial", "sparse", "singleton", "blocks")
 #: photos each role draws contents from (disjoint; the eval role's are the labelled catalogues' photos)
 _PHOTOS = {"eval": EVAL_CONTENTS,
            "train": ("hopper", "gift", "horse", "cell", "page", "colorwheel", "microaneurysms", "brick", "grass")}
-#: window scales and positions (fraction of each side; position of the window's centre)
-_WINDOWS = ((0.55, 0.25, 0.25), (0.55, 0.75, 0.75), (0.55, 0.75, 0.25), (0.55, 0.25, 0.75), (0.4, 0.5, 0.5),
-            (0.7, 0.4, 0.6), (0.35, 0.3, 0.6), (0.35, 0.7, 0.4))
+#: photo windows: (fraction of each side, centre x, centre y), larger windows first
+_WINDOWS = tuple((scale, x, y) for scale in (0.7, 0.5, 0.35) for y in (0.2, 0.5, 0.8) for x in (0.2, 0.5, 0.8))
+#: every this-many-th training content is a procedural scene (evaluation contents are photos only: a grade or
+#: tone curve on shapes of random colours cannot be told from other random colours, by a model or a person)
+_SCENE_EVERY = 4
+#: looks that only mean something on photos: a scene is never shown unfiltered (the identity look is camera
+#: footage without a filter) nor in a grade or tone curve (indistinguishable from other random colours)
+_PHOTO_FAMILIES = frozenset({"identity", "grade", "tone"})
 
 
 def content_pool(role: str, n: int) -> list[str]:
-    """``n`` distinct content names for ``role``: whole photos, then photo windows and procedural scenes
-    interleaved (about one scene per two windows). Names: ``PHOTO``, ``PHOTO@S,X,Y``, ``scene#SEED``."""
+    """``n`` distinct content names for ``role``: whole photos, then windows of them (as a clip's frames pan
+    and zoom), larger first; training pools also hold procedural scenes. Names: ``PHOTO``, ``PHOTO@S,X,Y``,
+    ``scene#SEED``."""
     if role not in _PHOTOS:
         raise ValueError(f"role must be eval or train, got {role!r}")
     photos = _PHOTOS[role]
@@ -51,8 +57,10 @@ def content_pool(role: str, n: int) -> list[str]:
     windows = [f"{p}@{s},{x},{y}" for s, x, y in _WINDOWS for p in photos]
     scene = 0
     while len(names) < n:
-        if len(names) % 3 == 2 or not windows:
-            names.append(f"scene#{2 * scene + (role == 'eval')}")
+        if role == "train" and len(names) % _SCENE_EVERY == 0 or not windows:
+            if role == "eval":
+                raise ValueError(f"the eval role has {len(photos) * (1 + len(_WINDOWS))} photo contents; asked for {n}")
+            names.append(f"scene#{2 * scene}")
             scene += 1
         else:
             names.append(windows.pop(0))
@@ -167,9 +175,9 @@ def design_items(config: DesignConfig) -> list[tuple[str, Look]]:
     blocks = [contents[i: i + config.block_size] for i in range(0, len(contents), config.block_size)]
     items = []
     for look in looks:
-        count = min(len(blocks), config.blocks_per_look * (2 if look.family == "identity" else 1))
+        count = min(len(blocks), config.blocks_per_look * (3 if look.family == "identity" else 1))
         for b in rng.choice(len(blocks), size=count, replace=False):
-            items += [(c, look) for c in blocks[b]]
+            items += [(c, look) for c in blocks[b] if not (c.startswith("scene#") and look.family in _PHOTO_FAMILIES)]
     return items
 
 

@@ -62,10 +62,13 @@ def test_designs_have_the_promised_shape() -> None:
 def test_contents_of_the_two_roles_are_disjoint_and_distinct() -> None:
     evaluation, training = content_pool("eval", 300), content_pool("train", 300)
     assert len(set(evaluation)) == 300 and len(set(training)) == 300
+    assert not any(n.startswith("scene#") for n in evaluation)
+    assert 60 <= sum(n.startswith("scene#") for n in training) <= 80  # about one in four
     base = {role: {name.split("@")[0] for name in names if not name.startswith("scene#")}
             for role, names in (("eval", evaluation), ("train", training))}
     assert not base["eval"] & base["train"]
-    assert not {n for n in evaluation if n.startswith("scene#")} & {n for n in training if n.startswith("scene#")}
+    with pytest.raises(ValueError, match="photo contents"):
+        content_pool("eval", 10_000)
     window, scene = content_image("astronaut@0.4,0.5,0.5"), content_image("scene#3")
     assert window.shape[0] == round(512 * 0.4) and scene.dtype == np.uint8 and scene.std() > 10
 

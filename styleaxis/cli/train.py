@@ -318,9 +318,11 @@ def content_head(out_dir: Path, catalog_csv: Path | None, views: int, steps: int
         help="SupCon temperature.")
 @option("model", "--seed", type=int, mirrors=(_STYLE_HEAD, "seed"), show_default=True)
 @option("performance", "--device", mirrors=(_STYLE_HEAD, "device"), show_default=True, help="cpu or cuda.")
+@option("performance", "--threads", type=click.IntRange(min=1), default=None,
+        help="torch CPU threads (1 when other jobs share the cores: oversubscribed threads slow torch down many times).")
 def style_head(out_dir: Path, catalog_csv: Path | None, looks_per_family: int, contents: int, steps: int,
                looks_per_batch: int, contents_per_look: int, hidden: int, lr: float, temperature: float, seed: int,
-               device: str) -> None:
+               device: str, threads: int | None) -> None:
     """Train the style head behind the `style_head` descriptor (supervised contrastive over looks).
 
     The head reads IN mean/std and Gram statistics of frozen EfficientNet-Lite0 stages; positives share a look
@@ -333,6 +335,7 @@ def style_head(out_dir: Path, catalog_csv: Path | None, looks_per_family: int, c
     from styleaxis.eval.catalog import read_catalog
     from styleaxis.eval.designs import DesignConfig, build_design_catalog
 
+    set_threads(threads)
     if catalog_csv is None:
         design = DesignConfig(design="blocks", role="train", looks_per_family=looks_per_family, contents=contents)
         catalog_csv = build_design_catalog(out_dir / "catalog", design)

@@ -1,0 +1,177 @@
+"""The style axis on catalogues shaped like real ones: factorial, sparse and singleton designs.
+
+Builds the designed catalogues of ``styleaxis.eval.designs`` (role ``eval``: looks and contents never
+used in training; sparse is a subset of factorial's images), embeds every item as the nightly job does
+(``embed_catalog``: the job's decode size and resize), and scores axis variants on each design:
+
+style: raw ``style_eff``; today's index default before issue 17 (``style_eff`` content-relative + the
+expansion); ``style_cin``; the learned ``style_head`` (centred as the index centres it, or as it
+is); ``style_head`` with the content-relative step or the expansion (catalogue steps).
+content: ``content`` alone; with the style-relative step on the old style axis (the old default) and on
+the ``style_head`` axis.
+
+Prints, per design: mAP, P@R, P@k (k = the largest the design allows, at most 10) and leakage of each
+variant, then P@R per look for the old and new default style axes, and the cost of each descriptor.
+
+    python bench/style_axis.py [--cache DIR] [--head FILE] [--designs factorial,sparse,singleton]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from styleaxis.embed.embedder import EmbedConfig, Embedder
+from styleaxis.embed.recipe import RelativeConfig, centre_unit, exact_axes
+from styleaxis.embed.registry import get_model, load_model
+from styleaxis.embed.relative import content_relative, expand_rows, nearest_rows, style_relative_content
+from styleaxis.embed.style_head import STYLE_HEAD_TAPS, read_style_head, style_features
+from styleaxis.eval.catalog import embed_catalog, read_catalog
+from styleaxis.eval.designs import DesignConfig, build_design_catalog, design_items
+from styleaxis.eval.retrieval import per_query_metrics, summarize
+
+DESCRIPTORS = ("style_eff", "style_cin", "content")
+
+
+def _catalogues(cache: Path) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
+    """design -> catalogue table, and the factorial rows the sparse design keeps (the same images)."""
+    out = {}
+    for design in ("factorial", "singleton"):
+        csv = cache / design / "catalog.csv"
+        if not csv.is_file():
+            build_design_catalog(cache / design, DesignConfig(design=design))
+        out[design] = read_catalog(csv)
+    chosen = {(c, look.name) for c, look in design_items(DesignConfig(design="sparse"))}
+    factorial = out["factorial"]
+    keep = [(c, s) in chosen for c, s in zip(factorial["content"], factorial["style"])]
+    out["sparse"] = factorial[keep].reset_index(drop=True)
+    return out, np.flatnonzero(keep)
+
+
+def _features(table: pd.DataFrame, encoder: torch.nn.Module) -> np.ndarray:
+    """Style features of each item's frame, resized as the Embedder resizes (one frame per image)."""
+    from styleaxis.embed.images import resize_short_side
+    from styleaxis.media.video import DEFAULT_MAX_SIDE, KeyframePolicy, read_frames
+
+    rows = []
+    with torch.inference_mode():
+        for path in table["path"]:
+            frame = read_frames(path, KeyframePolicy(max_keyframes=1), DEFAULT_MAX_SIDE)[0]
+            image = resize_short_side(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float() / 255,
+                                      EmbedConfig().short_side)
+            rows.append(style_features(encoder(image[None], STYLE_HEAD_TAPS))[0].numpy())
+    return np.stack(rows)
+
+
+def _vectors(cache: Path, design: str, table: pd.DataFrame, head: torch.nn.Module,
+             encoder: torch.nn.Module) -> dict[str, np.ndarray]:
+    store = cache / f"{design}.npz"
+    if store.is_file():
+        data = dict(np.load(store))
+    else:
+        data = embed_catalog(table, EmbedConfig(descriptors=DESCRIPTORS), progress=False)
+        data["features"] = _features(table, encoder)
+        np.savez(store, **data)
+    with torch.no_grad():
+        data["style_head"] = head(torch.from_numpy(data.pop("features")).float()).numpy()
+    return data
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def variants(v: dict[str, np.ndarray], k: int = 10, m: int = 2, alpha: float = 0.5) -> dict[str, tuple[str, np.ndarray]]:
+    """variant -> (axis, matrix)."""
+    old = exact_axes(v, {"style": ("style_eff",), "content": ("content",)}, RelativeConfig())
+    content = centre_unit(v["content"])
+    head = centre_unit(v["style_head"])
+    content_nb = nearest_rows(content, content, min(k, len(content)))
+    rel = centre_unit(content_relative(v["style_head"], v["style_head"], content_nb, 0.1)[0])
+    expanded = expand_rows(head, head, nearest_rows(head, head, k + m), content_nb, m)
+    moved = centre_unit(style_relative_content(content, content, nearest_rows(head, head, k), alpha))
+    return {
+        "style_eff raw": ("style", centre_unit(v["style_eff"])),
+        "before: style_eff rel k10 + exp2": ("style", old["style"]),
+        "style_cin raw": ("style", centre_unit(v["style_cin"])),
+        "style_head (index default)": ("style", head),
+        "style_head, not centred": ("style", _unit(v["style_head"])),
+        "style_head rel k10": ("style", rel),
+        "style_head + exp2": ("style", expanded),
+        "content alone (new default)": ("content", content),
+        "before: content style-relative (style_eff axis)": ("content", old["content"]),
+        "content style-relative on style_head": ("content", moved),
+    }
+
+
+def _markdown(frame: pd.DataFrame, digits: int = 3, index: bool = False) -> str:
+    """A pipe table (RESULTS.md's format) of ``frame``, floats to ``digits`` decimals."""
+    if index:
+        frame = frame.reset_index()
+    cells = [[f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+
+
+def _largest_k(table: pd.DataFrame) -> int:
+    per_look = table.groupby("style")["content"].nunique().min()
+    return int(max(1, min(10, per_look - 1)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "styleaxis-designs")
+    parser.add_argument("--head", type=Path, default=None, help="a style head file (default: the shipped one)")
+    parser.add_argument("--designs", default="factorial,sparse,singleton")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps a shared machine honest)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    head = read_style_head(args.head) if args.head else load_model("style-head-v1")
+    encoder = load_model("effnet-lite0")
+    tables, sparse_rows = _catalogues(args.cache)
+    print(f"# bench/style_axis.py, {date.today()}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads; head {args.head or get_model('style-head-v1').relpath}\n")
+    per_look: dict[str, pd.DataFrame] = {}
+    rows = []
+    full = {d: _vectors(args.cache, d, tables[d], head, encoder) for d in ("factorial", "singleton")}
+    for design in args.designs.split(","):
+        table = tables[design]
+        vectors = ({name: m[sparse_rows] for name, m in full["factorial"].items()} if design == "sparse"
+                   else full[design])
+        k = _largest_k(table)
+        for name, (axis, matrix) in variants(vectors).items():
+            pq = per_query_metrics(matrix, table["content"], table["style"], axis, k=k)
+            s = summarize(pq)
+            rows.append({"design": design, "axis": axis, "variant": name, "k": k, "mAP": s["map"],
+                         "P@R": s["precision_r"], "P@k": s["precision"], "leakage": s["leakage"]})
+            if name in ("before: style_eff rel k10 + exp2", "style_head (index default)"):
+                per_look[f"{design}: {name.split(':')[0].split(' (')[0]}"] = pq.groupby("style")["precision_r"].mean()
+    frame = pd.DataFrame(rows)
+    for axis in ("style", "content"):
+        print(f"## {axis} axis\n")
+        print(_markdown(frame[frame["axis"] == axis].drop(columns="axis")), "\n")
+    print("## style P@R per look (old and new default)\n")
+    print(_markdown(pd.DataFrame(per_look), index=True), "\n")
+    # cost: the encoder prefix each descriptor needs, one frame of 256 x 341, batch 8, this many threads
+    x = torch.rand(8, 3, 256, 341)
+    costs = []
+    for descriptors in (("style_eff", "content"), ("style_eff", "content", "style_head"), ("style_cin",)):
+        embedder = Embedder(EmbedConfig(descriptors=descriptors, device="cpu")).load()
+        embedder.embed_batch(x)
+        start = time.process_time()
+        for _ in range(3):
+            embedder.embed_batch(x)
+        costs.append({"descriptors": "+".join(descriptors), "cpu ms / frame": (time.process_time() - start) / 24 * 1e3})
+    print("## cost\n")
+    print(_markdown(pd.DataFrame(costs), digits=1))
+
+
+if __name__ == "__main__":
+    main()
