@@ -7,8 +7,8 @@ process counted), on clips this script generates (cached under ``--clips``).
 Default mode, on ``--videos`` clips of 10 s at 640x360 (8 fps, a key frame every second, so the
 default policy keeps 8 keyframes each):
 
-1. Same clips, same run (the first ``--compare`` clips): the default job (``style_cin``, ``style_eff``,
-   ``content``), the same job decoding in turn instead of ahead (``decode_ahead=0``), the former
+1. Same clips, same run (the first ``--compare`` clips): the default job (EmbedConfig's default
+   descriptors), the same job decoding in turn instead of ahead (``decode_ahead=0``), the former
    default as ``styleaxis embed`` ran it (plus ``style_in``, the VGG statistics; 32 frames per forward,
    no batch-norm folding or channels-last, decoding in turn), and a naive peer as a user would write it
    without styleaxis: PyAV decodes every frame, one frame per second is kept, the same models run
@@ -41,12 +41,18 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT = ("style_cin", "style_eff", "content")
 FORMER = ("style_in", "style_cin", "style_eff", "content")
 #: how `styleaxis embed` ran the encoders before issue 18 (its --batch-size 32 was also the forward batch)
 FORMER_EMBED = {"batch_size": 32, "fold_bn": False, "channels_last": False}
 LONG = {"seconds": 10.0, "fps": 8, "width": 640, "height": 360}
 SMALL = {"seconds": 2.0, "fps": 4, "width": 160, "height": 96}
+
+
+def default_descriptors() -> tuple[str, ...]:
+    """The default job's descriptors (EmbedConfig's default)."""
+    from styleaxis.embed.embedder import EmbedConfig
+
+    return EmbedConfig().descriptors
 
 
 def make_clips(folder: Path, n: int, clip: dict) -> list[Path]:
@@ -91,8 +97,8 @@ def run_job(clips: list[Path], short_side: int, descriptors: tuple[str, ...], ah
 
 
 def run_naive(clips: list[Path], short_side: int) -> dict:
-    """The naive peer: every frame decoded by PyAV, one per second kept, the default's models on one
-    frame at a time, a list of dicts written by pandas."""
+    """The naive peer: every frame decoded by PyAV, one per second kept, the default descriptors' models on
+    one frame at a time (fp32, NCHW, batch norm as trained), a list of dicts written by pandas."""
     import av
     import pandas as pd
     import torch
@@ -104,7 +110,9 @@ def run_naive(clips: list[Path], short_side: int) -> dict:
 
     start = time.perf_counter()
     effnet, predictor = load_model("effnet-lite0"), load_model("magenta-predictor")
-    eff = [get_descriptor(name) for name in ("style_eff", "content")]
+    default = [get_descriptor(name) for name in default_descriptors()]
+    eff = [d for d in default if d.model == "effnet-lite0"]  # one EfficientNet pass for all of them
+    assert {d.model for d in default} <= {"effnet-lite0", "magenta-predictor"}, "the peer runs these two models"
     taps = tuple(dict.fromkeys(t for d in eff for t in d.taps))
     rows = []
     with torch.no_grad():
@@ -125,7 +133,8 @@ def run_naive(clips: list[Path], short_side: int) -> dict:
                     top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
                     square = F.interpolate(x[..., top:top + side, left:left + side], size=(256, 256),
                                            mode="bilinear", antialias=True, align_corners=False)
-                    row["style_cin"] = predictor(square)[0].numpy()
+                    if "style_cin" in default_descriptors():
+                        row["style_cin"] = predictor(square)[0].numpy()
                     rows.append(row)
     pd.DataFrame(rows).to_parquet(Path(tempfile.mkdtemp(prefix="styleaxis-bench-naive-")) / "out.parquet")
     return {"seconds": time.perf_counter() - start, "keyframes": len(rows)}
@@ -200,8 +209,8 @@ def compare(args: argparse.Namespace) -> None:
     make_clips(args.clips, args.videos, LONG)
     _header(args, LONG)
     n = args.compare
-    rows = [("styleaxis default", _child(args, "job", n, descriptors=DEFAULT)),
-            ("styleaxis default, decode_ahead=0", _child(args, "job", n, descriptors=DEFAULT, ahead=0)),
+    rows = [("styleaxis default", _child(args, "job", n, descriptors=default_descriptors())),
+            ("styleaxis default, decode_ahead=0", _child(args, "job", n, descriptors=default_descriptors(), ahead=0)),
             ("styleaxis former default (+ style_in, 32 frames per forward, no folding or channels-last, "
              "decoding in turn)", _child(args, "job", n, descriptors=FORMER, ahead=0, embed=FORMER_EMBED)),
             ("naive peer (PyAV all frames, 1/s, batch 1, pandas)", _child(args, "naive", n))]
@@ -216,9 +225,9 @@ def compare(args: argparse.Namespace) -> None:
               f"{1000 * r['cpu_s'] / r['keyframes']:.0f} | {rate / naive:.2f} | {rate / former:.2f} |", flush=True)
 
     # bare, job, bare: load that drifts during the job weighs on both sides
-    before = _child(args, "bare", n, descriptors=DEFAULT)
-    job = _child(args, "job", args.videos, descriptors=DEFAULT)
-    after = _child(args, "bare", n, descriptors=DEFAULT)
+    before = _child(args, "bare", n, descriptors=default_descriptors())
+    job = _child(args, "job", args.videos, descriptors=default_descriptors())
+    after = _child(args, "bare", n, descriptors=default_descriptors())
     bare = {"keyframes": before["keyframes"], "seconds": (before["seconds"] + after["seconds"]) / 2,
             "threads": before["threads"]}
     t = job["timings"]
@@ -256,7 +265,7 @@ def rss(args: argparse.Namespace) -> None:
     print("| --- | --- | --- | --- | --- |")
     for n in (int(s) for s in args.sizes.split(",")):
         make_clips(args.clips, n, SMALL)
-        r = _child(args, "job", n, descriptors=DEFAULT)
+        r = _child(args, "job", n, descriptors=default_descriptors())
         print(f"| {n} | {r['keyframes']:.0f} | {r['seconds']:.1f} | {r['keyframes'] / r['seconds']:.1f} | "
               f"{r['own_rss_mb']:.0f} |", flush=True)
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -31,9 +31,6 @@ from ..media.isolation import CallCrashed, CallTimedOut, IsolatedCall
 from ..media.video import DecodeError, Keyframe
 from .inputs import content_hash, local_copy
 from .records import frame_flag
-
-if TYPE_CHECKING:
-    from .beam import PipelineConfig
 
 __all__ = ["DecodedVideo", "DecodeVideo"]
 
@@ -59,7 +56,9 @@ class DecodeVideo(beam.DoFn):
     pipeline thread; the DaskRunner needs 0, as it loses what ``finish_bundle`` emits).
     """
 
-    def __init__(self, config: PipelineConfig, total: int, ahead: int = 0) -> None:
+    def __init__(self, config: Any, total: int, ahead: int = 0) -> None:
+        """``config`` is the job's :class:`~styleaxis.pipelines.beam.PipelineConfig` (not imported: beam imports
+        this module)."""
         self.policy, self.max_side, self.decoders = config.policy, config.max_side, config.decoders
         self.timeout_s, self.decode_fn, self.hash_mode = config.decode_timeout_s, config.decode_fn, config.hash_mode
         self.checks, self.total, self.progress, self.ahead = config.frame_checks, total, config.progress, ahead

@@ -8,11 +8,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from styleaxis.embed.descriptors import get_descriptor
+from styleaxis.embed.embedder import EmbedConfig
 from styleaxis.embed.schema import read_metadata
 from styleaxis.embed.registry import get_model
 from styleaxis.pipelines.dataset import read_dataset
 
-DIMS = {"style_cin": 100, "style_eff": 232, "content": 896}
+DIMS = {name: get_descriptor(name).dim for name in EmbedConfig().descriptors}  # the tiny runs use the default
 
 
 def videos_n_keyframes(run: Path) -> dict[str, int]:
@@ -68,7 +70,8 @@ def test_parquet_metadata_names_models_sha256_and_run(embedded_run: Path) -> Non
     assert files
     for f in files:
         meta = read_metadata(pq.read_schema(f))
-        assert meta["models"] == {m: get_model(m).sha256 for m in ("magenta-predictor", "effnet-lite0")}
+        models = {m for name in DIMS for m in (get_descriptor(name).model, *get_descriptor(name).extra_models)}
+        assert meta["models"] == {m: get_model(m).sha256 for m in models}
         assert {k: v["dim"] for k, v in meta["descriptors"].items()} == DIMS
         assert meta["short_side"] == 128 and meta["code_version"] and meta["run_id"]
     assert not list(embedded_run.rglob("*.tmp"))

@@ -18,6 +18,7 @@ from styleaxis.pipelines.extend import add_descriptors
 from styleaxis.pipelines.inputs import expand_inputs
 
 AXES = {"style": ("style_in",), "content": ("content",)}
+DEFAULT = EmbedConfig().descriptors
 
 
 def test_add_descriptor_keeps_the_columns_there_and_the_index_builds(embedded_run: Path, tiny_clips: list[Path],
@@ -39,7 +40,7 @@ def test_add_descriptor_keeps_the_columns_there_and_the_index_builds(embedded_ru
     old_k, new_k = (read_dataset(r, "keyframes").sort_values(["video_id", "frame_index"]) for r in (embedded_run, run))
     assert new_k.flag.fillna("").tolist() == old_k.flag.fillna("").tolist()
     identity = committed_identity(run)
-    assert set(identity["descriptors"]) == {"style_cin", "style_eff", "content", "style_in"}
+    assert set(identity["descriptors"]) == {*DEFAULT, "style_in"}
     assert "vgg16-hed" in identity["models"]
 
     # the new column is what the Embedder gives those keyframes, and the video vector is their mean
@@ -60,7 +61,8 @@ def test_add_descriptor_keeps_the_columns_there_and_the_index_builds(embedded_ru
     assert not (run / "_adding").exists() and not (run / "_staging").exists()
 
     # the nightly job now computes what the run holds, or says how
-    with pytest.raises(ValueError, match=r"embed with --descriptors content,style_cin,style_eff,style_in"):
+    held = ",".join(sorted({*DEFAULT, "style_in"}))
+    with pytest.raises(ValueError, match=rf"embed with --descriptors {held} \(what it holds\)"):
         run_embed(expand_inputs([str(clip)]), PipelineConfig(out_dir=run, embed=EmbedConfig(short_side=128),
                                                             progress=False))
 
@@ -74,7 +76,7 @@ def test_add_refuses_a_changed_file_and_publishes_nothing(tiny_clips: list[Path]
     config = PipelineConfig(out_dir=run, embed=EmbedConfig(short_side=64), progress=False)
     run_embed(expand_inputs([str(clips)]), config)
     before = {p.name: p.read_bytes() for p in sorted(run.rglob("*.parquet"))}
-    with pytest.raises(ValueError, match=r"holds descriptors content,style_cin,style_eff, this job computes "
+    with pytest.raises(ValueError, match=rf"holds descriptors {','.join(sorted(DEFAULT))}, this job computes "
                                          r"style_in,style_eff,content: add style_in to it first \(`styleaxis embed "
                                          r"--out .* --add-descriptors style_in`\)"):
         run_embed(expand_inputs([str(clips)]), PipelineConfig(
