@@ -105,9 +105,9 @@ def variants(v: dict[str, np.ndarray], k: int = 10, m: int = 2, alpha: float = 0
         "style_head, not centred": ("style", _unit(v["style_head"])),
         "style_head rel k10": ("style", rel),
         "style_head + exp2": ("style", expanded),
-        "content alone (new default)": ("content", content),
+        "content alone": ("content", content),
         "before: content style-relative (style_eff axis)": ("content", old["content"]),
-        "content style-relative on style_head": ("content", moved),
+        "content style-relative on style_head (new default)": ("content", moved),
     }
 
 

@@ -35,8 +35,9 @@ class EmbedConfig:
 
     Attributes:
         descriptors: output columns to compute (see ``styleaxis.embed.descriptors``). The default is what
-            the default index axes read (``style_eff``, ``content``: one EfficientNet pass) plus the cheap
-            ``style_cin``; the VGG statistics (``style_in``, ``style_gram``) cost most and are opt-in.
+            the default index axes read (``style_head``, ``content``: one EfficientNet pass) plus the cheap
+            ``style_cin`` and ``style_eff`` (the former style default, a mean of taps already computed);
+            the VGG statistics (``style_in``, ``style_gram``) cost most and are opt-in.
         short_side: frames are resized so their short side is this many pixels.
         center_crop: crop the resized frame to a centred square.
         batch_size: frames per forward pass; 0 (the default) picks by device: 1 on a CPU, where a frame's
@@ -54,7 +55,7 @@ class EmbedConfig:
             ``vgg16-hed`` (offline) or ``vgg19`` (when its weights are present).
     """
 
-    descriptors: tuple[str, ...] = ("style_cin", "style_eff", "content")
+    descriptors: tuple[str, ...] = ("style_head", "style_cin", "style_eff", "content")
     short_side: int = 256
     center_crop: bool = False
     batch_size: int = 0

@@ -7,15 +7,20 @@ vector and file queries, and ``eval retrieval``. They differ only in where the c
 Words used throughout: *raw* rows are descriptor vectors as the embed job wrote them; a *base* axis
 is an axis before its catalogue step (``content_base``, ``style_base``; internal to the index).
 
-The default chain (styleaxis.embed.relative has the formulas and their papers):
+The chain (styleaxis.embed.relative has the formulas and their papers):
 
 1. ``content_base`` <- the content descriptors, each centred and L2-normalised (:class:`Combine`).
 2. ``style_base`` <- the style descriptors; a descriptor of :data:`RELATIVE_DESCRIPTORS` is first
    made content-relative against its k nearest videos on ``content_base`` (:class:`Residual`).
 3. ``style`` <- ``style_base`` expanded by its m nearest style rows outside those content
-   neighbours (:class:`Expand`).
+   neighbours (:class:`Expand`; only for an axis with a content-relative descriptor).
 4. ``content`` <- ``content_base`` minus alpha x the median of its k nearest videos on ``style``
    (:class:`StyleRelative`), then centred and L2-normalised.
+
+The default style axis, ``style_head``, is learned per video and takes neither step 2 nor 3: on
+catalogues where contents repeat (factorial) the expansion added 0.017 mAP and the residual cost 0.06,
+and on sparse and singleton catalogues (most contents once) both were no help or harm
+(bench/style_axis.py, bench/RESULTS.md). Step 4 helped the content axis on every design.
 
 A step is left out where its config turns it off or it has nothing to work on (no content-relative
 style descriptor); its axis is then built directly under the public name.
@@ -38,8 +43,9 @@ __all__ = [
 
 #: descriptors that are made content-relative wherever an axis is built from them
 RELATIVE_DESCRIPTORS: frozenset[str] = frozenset({"style_eff"})
-#: the axes the index builds by default (style: style_eff, made content-relative; content: content)
-DEFAULT_AXES: dict[str, tuple[str, ...]] = {"style": ("style_eff",), "content": ("content",)}
+#: the axes the index builds by default (style: the learned style_head, which needs no catalogue step;
+#: content: content, made style-relative against the style axis)
+DEFAULT_AXES: dict[str, tuple[str, ...]] = {"style": ("style_head",), "content": ("content",)}
 #: the content axis before its style-relative step
 CONTENT_BASE = "content_base"
 #: the style axis before its expansion
@@ -160,7 +166,7 @@ class AxisRecipe:
             raise ValueError(f"the 'content' axis cannot hold the content-relative {relative}")
         k = min(config.k, count) if count else config.k
         stepped_style = bool(RELATIVE_DESCRIPTORS & set(axes.get("style", ())))
-        alpha = config.content_alpha if stepped_style else 0.0
+        alpha = config.content_alpha if "style" in axes and "content" in axes else 0.0
         m = config.expand if stepped_style else 0
         reference = CONTENT_BASE if alpha else "content"
         steps: list[Step] = []

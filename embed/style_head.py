@@ -54,8 +54,6 @@ _RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "device"})
 
 
 def _projection(channels: int, index: int) -> torch.Tensor:
-    if channels <= GRAM_CHANNELS:
-        return torch.eye(channels)
     g = torch.Generator().manual_seed(_SEED + index)
     return torch.randn(channels, GRAM_CHANNELS, generator=g) / channels**0.5
 
@@ -90,7 +88,8 @@ def style_features(taps: dict[str, torch.Tensor]) -> torch.Tensor:
         mean = feat.mean(dim=2)
         std = feat.var(dim=2, unbiased=False).add(_EPS).sqrt()
         normed = (feat - mean[..., None]) / std[..., None]
-        proj = torch.einsum("nck,cp->npk", normed, _projection(feat.shape[1], i).to(feat.device))
+        proj = normed if feat.shape[1] <= GRAM_CHANNELS else torch.einsum(
+            "nck,cp->npk", normed, _projection(feat.shape[1], i).to(feat.device))
         gram = proj @ proj.transpose(1, 2) / feat.shape[2]
         upper = torch.triu_indices(gram.shape[1], gram.shape[1], device=feat.device)
         parts += [mean, std.log(), gram[:, upper[0], upper[1]]]

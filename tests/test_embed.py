@@ -89,7 +89,9 @@ def test_vgg16_hed_taps_have_vgg_shapes() -> None:
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
-    return Embedder(EmbedConfig(short_side=64, batch_size=16)).load()
+    # the default descriptors and the opt-in VGG statistics
+    names = (*EmbedConfig().descriptors, "style_in")
+    return Embedder(EmbedConfig(descriptors=names, short_side=64, batch_size=16)).load()
 
 
 def _photos() -> list[np.ndarray]:
@@ -101,7 +103,7 @@ def _photos() -> list[np.ndarray]:
 def test_embedder_is_deterministic_and_mixes_sizes(embedder: Embedder) -> None:
     frames = _photos()
     a, b = embedder.embed(frames), embedder.embed(frames)
-    for name, dim in {"style_in": 1920, "style_cin": 100, "content": 896}.items():
+    for name, dim in {"style_in": 1920, "style_cin": 100, "content": 896, "style_head": 128}.items():
         assert a[name].shape == (3, dim) and a[name].dtype == np.float32
         np.testing.assert_array_equal(a[name], b[name])
         assert not np.allclose(a[name][0], a[name][1])  # different photos, different vectors

@@ -13,9 +13,8 @@ from styleaxis.embed.recipe import RelativeConfig
 from styleaxis.index.build import IndexConfig, build_indexes
 from styleaxis.index.search import Searcher
 
-#: the tiny catalogue shows each content in 2 renderings. With the default k = 10 the content-relative
-#: step would take its median over the whole 6-clip catalogue, where the photo's own statistics still
-#: win now and then (x264 output varies from run to run); k = 2 compares each clip with its own content.
+#: the tiny catalogue shows each content in 2 renderings: the content axis's style-relative step takes
+#: its median over each clip's 2 nearest videos on the style axis, not over the whole 6-clip catalogue.
 TINY_RELATIVE = RelativeConfig(k=2)
 
 
@@ -28,13 +27,13 @@ def index_dir(embedded_run: Path) -> Path:
 def test_indexes_hold_the_ok_clips_only(index_dir: Path, tiny_clips: list[Path]) -> None:
     searcher = Searcher.load(index_dir)
     assert sorted(searcher.video_ids) == sorted(p.stem for p in tiny_clips)
-    # content_base / style_base: the content axis before its style-relative step, the style axis before
-    # its expansion (embed/recipe.py)
-    assert set(searcher.manifest.axes) == {"style", "content", "content_base", "style_base"}
+    # content_base: the content axis before its style-relative step (embed/recipe.py); the default style
+    # axis, the learned style_head, has no catalogue step
+    assert set(searcher.manifest.axes) == {"style", "content", "content_base"}
     recipe = searcher.manifest.recipe
-    assert recipe.step("style").m == TINY_RELATIVE.expand and recipe.step("content").alpha == 0.5
-    assert searcher.manifest.axes["style"].descriptors == ("style_eff",)
-    assert recipe.residual("style_eff").k == TINY_RELATIVE.k
+    assert recipe.step("content").alpha == 0.5 and recipe.step("content").k == TINY_RELATIVE.k
+    assert searcher.manifest.axes["style"].descriptors == ("style_head",)
+    assert recipe.residual("style_head") is None and recipe.base("style") == "style"
 
 
 @pytest.mark.parametrize("mode,same,differs", [

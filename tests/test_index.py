@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from styleaxis.index._io import atomic_open
+from styleaxis.embed.recipe import RelativeConfig
 from styleaxis.index.build import IndexConfig, build_indexes
 from styleaxis.index.manifest import IndexManifest
 from styleaxis.index.search import (
@@ -35,13 +36,14 @@ from styleaxis.index.transform import SearchTransform
 DIMS = {"style_in": 1920, "style_cin": 100, "content": 256}
 TAPS = {"style_in": ("relu1_1", "relu2_1", "relu3_1", "relu4_1")}  # 2 * (64 + 128 + 256 + 512) = 1920
 MODEL_OF = {"style_in": "vgg16-hed", "style_cin": "vgg16-hed", "content": "clip-vit-b32"}
-#: the synthetic grid tests the index machinery on the AdaIN + CIN style axis (the default style axis,
-#: content-relative, is tested on real embeddings in test_end_to_end.py and test_index_relative.py)
+#: the synthetic grid tests the index machinery on the AdaIN + CIN style axis with no catalogue step (the
+#: default axes are tested on real embeddings in test_end_to_end.py, the steps in test_index_relative.py)
 AXES = {"style": ("style_in", "style_cin"), "content": ("content",)}
 
 
 def config(**kwargs) -> IndexConfig:
-    """IndexConfig for the synthetic grid: its descriptors, other settings as given."""
+    """IndexConfig for the synthetic grid: its descriptors, no content step, other settings as given."""
+    kwargs.setdefault("relative", RelativeConfig(content_alpha=0.0))
     return IndexConfig(axes=AXES, **kwargs)
 MODELS = {"vgg16-hed": "a" * 64, "clip-vit-b32": "b" * 64}
 RETAKE, DUPLICATE, PARTIAL = "c0_s0_retake", "c1_s1_dup", "c2_s2"

@@ -164,17 +164,17 @@ def test_cli_builds_the_relative_axis_and_names_what_a_run_lacks(tmp_path) -> No
 
     rows, _ = _grid()
     run = write_run(tmp_path / "run", rows)
-    built = CliRunner().invoke(main, ["index", "build", str(run), "--content", "content", "--relative-k", "12",
-                                      "--quiet"])
+    built = CliRunner().invoke(main, ["index", "build", str(run), "--style", "style_eff", "--content", "content",
+                                      "--relative-k", "12", "--quiet"])
     assert built.exit_code == 0, built.output
     assert "style_eff: content-relative, against each video's 12 nearest videos on the content axis" in built.output
     assert "content axis: style-relative, minus 0.5 x the median content of each video's 12 nearest" in built.output
     assert "style axis: each video plus its 2 nearest videos on the style axis outside its 12" in built.output
     assert "content_base" not in built.output and "style_base" not in built.output  # internal
     old = write_run(tmp_path / "old", [{**r, "vectors": {"content": r["vectors"]["content"]}} for r in rows])
-    refused = CliRunner().invoke(main, ["index", "build", str(old), "--content", "content"])
-    assert refused.exit_code == 1 and "descriptor 'style_eff' missing" in refused.output
-    assert "styleaxis index build --style/--content" in refused.output
+    refused = CliRunner().invoke(main, ["index", "build", str(old), "--style", "style_eff", "--content", "content"])
+    assert refused.exit_code == 1 and "lacks descriptor style_eff" in refused.output
+    assert "--add-descriptors style_eff" in refused.output and "index build --style/--content" in refused.output
 
 
 def test_relative_descriptor_needs_a_content_axis() -> None:
