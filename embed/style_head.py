@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -62,6 +63,26 @@ def _projection(channels: int, index: int) -> torch.Tensor:
 _QUANTILES = (0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.98)
 
 
+def _quantiles(x: torch.Tensor, q: Sequence[float]) -> torch.Tensor:
+    """``torch.quantile(x, q, dim=1).T`` (linear interpolation) of an (N, M) tensor -> (N, len(q)).
+
+    On a CPU one ``np.partition`` per row places every needed order statistic in O(M), where
+    torch.quantile sorts each row (4x the time on a 256 x 341 frame); the values are the same.
+    """
+    if x.device.type != "cpu":
+        return torch.quantile(x, torch.tensor(q, device=x.device, dtype=x.dtype), dim=1).T
+    pos = np.asarray(q, dtype=np.float64) * (x.shape[1] - 1)
+    low, high = np.floor(pos).astype(np.int64), np.ceil(pos).astype(np.int64)
+    kth = np.unique(np.concatenate([low, high]))
+    rows = x.detach().numpy()
+    out = np.empty((len(rows), len(q)), dtype=np.float32)
+    for i, row in enumerate(rows):
+        part = np.partition(row, kth)
+        lo, hi = part[low], part[high]
+        out[i] = lo + (hi - lo) * (pos - low).astype(np.float32)
+    return torch.from_numpy(out)
+
+
 def _pixel_statistics(rgb: torch.Tensor) -> torch.Tensor:
     """Distribution shapes that channel means and stds miss: quantiles of luma and saturation (tone curves,
     grades), of the log gradient magnitude at full and half resolution (blur, sharpening, grain, blocks)
@@ -69,11 +90,10 @@ def _pixel_statistics(rgb: torch.Tensor) -> torch.Tensor:
     rgb = rgb.float()
     luma = (rgb * torch.tensor([0.299, 0.587, 0.114], device=rgb.device)[:, None, None]).sum(dim=1)
     sat = rgb.amax(dim=1) - rgb.amin(dim=1)
-    q = torch.tensor(_QUANTILES, device=rgb.device)
-    parts = [torch.quantile(x.flatten(1), q, dim=1).T for x in (luma, sat)]
+    parts = [_quantiles(x.flatten(1), _QUANTILES) for x in (luma, sat)]
     for level in (luma, torch.nn.functional.avg_pool2d(luma[:, None], 2)[:, 0]):
         grad = (level[:, 1:, :-1] - level[:, :-1, :-1]).abs() + (level[:, :-1, 1:] - level[:, :-1, :-1]).abs()
-        parts.append(torch.quantile(grad.flatten(1).add(1e-3).log(), q, dim=1).T)
+        parts.append(_quantiles(grad.flatten(1).add(1e-3).log(), _QUANTILES))
     flat = luma.flatten(1)
     parts.append(torch.stack([(flat < 0.02).float().mean(dim=1), (flat > 0.98).float().mean(dim=1)], dim=1))
     return torch.cat(parts, dim=1)
