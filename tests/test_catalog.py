@@ -157,6 +157,12 @@ def test_cli_catalog_and_retrieval(tmp_path: Path) -> None:
     assert [r["metric"] for r in data["table"]] == ["SSDC-P@2", "SCDS-P@2"]
     assert {r["style"] for r in data["per_style"]} == {"identity", "sepia", "blur"}
     assert (tmp_path / "out" / "per_style.png").is_file()
+    # without -k, k is what the design allows: each look shows 2 contents, so 1 other content per query
+    result = runner.invoke(commands, ["retrieval", "--catalog", str(csv), "--descriptors", "style_cin,content",
+                                      "--json", "--short-side", "48"])
+    data = json.loads(result.output)
+    assert [r["metric"] for r in data["table"]] == ["SSDC-P@1", "SCDS-P@1"]
+    assert all(0.0 <= r["precision_r"] <= 1.0 for r in data["table"])
     result = runner.invoke(commands, ["retrieval", "--catalog", str(csv), "--descriptors", "style_nope"])
     assert result.exit_code == 1 and "unknown descriptor 'style_nope'" in result.output
 

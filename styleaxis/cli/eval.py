@@ -254,8 +254,9 @@ def catalog(out_dir: Path, split: str, contents: str | None, styles: str | None,
               help="Comma-separated descriptors to embed. The axes are the index's defaults (style: style_eff, "
                    "content-relative; content: content) when embedded, else every style* / other descriptor; "
                    "each remaining descriptor is also scored alone.")
-@option("output", "-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
-        help="Cut-off of P@k and leakage.")
+@option("output", "-k", "k", type=click.IntRange(min=1), default=None,
+        help="Cut-off of P@k and leakage. Default: 10, or less where the catalogue's design allows less (the "
+             "smallest look's items of other contents; P@R is reported whatever k).")
 @option("output", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write retrieval.json, retrieval.csv, per_style.csv and per_style.png here.")
 @option("output", "--json", "as_json", is_flag=True, help="Print JSON (table and per-style breakdown) instead of text.")
@@ -264,14 +265,15 @@ def catalog(out_dir: Path, split: str, contents: str | None, styles: str | None,
 @option("input", "--max-keyframes", type=click.IntRange(min=1), mirrors=(_POLICY, "max_keyframes"),
         show_default=True,
               help="Key frames averaged per video row.")
-def retrieval(catalog_csv: Path, descriptors: str, k: int, out_dir: Path | None, as_json: bool, short_side: int,
-              max_keyframes: int) -> None:
+def retrieval(catalog_csv: Path, descriptors: str, k: int | None, out_dir: Path | None, as_json: bool,
+              short_side: int, max_keyframes: int) -> None:
     """Embed a labelled catalogue and score both axes.
 
     SSDC-P@k (style axis): of the k nearest items whose content differs from the query's, the share with the
     query's style. SCDS-P@k (content axis): of the k nearest whose style differs, the share with the query's
-    content. mAP per axis, and leakage: the share of the style axis's top k that shares content but not style
-    (and the converse). Each metric is shown with its chance level; a per-style breakdown follows.
+    content. P@R: the same with k = the query's own number of such items, so every design can score 1. mAP per
+    axis, and leakage: the share of the style axis's top k that shares content but not style (and the converse).
+    Each metric is shown with its chance level; a per-style breakdown follows.
     """
     from styleaxis.embed.embedder import EmbedConfig
     from styleaxis.eval.catalog import embed_catalog, read_catalog
@@ -285,6 +287,9 @@ def retrieval(catalog_csv: Path, descriptors: str, k: int, out_dir: Path | None,
     axes = {axis: DEFAULT_AXES[axis] if set(DEFAULT_AXES[axis]) <= set(names)
             else tuple(n for n in names if axis_of(n) == axis) for axis in ("style", "content")}
     extra = [n for n in names if not any(n in used for used in axes.values())]
+    if k is None:
+        # a query's same-look items of other contents: at least (its look's contents) - 1
+        k = int(max(1, min(10, table.groupby("style")["content"].nunique().min() - 1)))
     report = evaluate(vectors, table["content"], table["style"], axes, k=k, extra=extra)
     if out_dir is not None:
         report.save(out_dir)
