@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 from styleaxis.embed.images import resize_short_side
 
-from .catalog import CATALOG_COLUMNS, CATALOG_FILE, EVAL_CONTENTS, CatalogConfig, augment, photo
+from .catalog import CATALOG_COLUMNS, CATALOG_FILE, EVAL_CONTENTS, CatalogConfig, _png, augment, photo
 from .io import atomic_write, to_hwc_uint8
 from .looks import Look, LookStylist, sample_looks
 
@@ -179,10 +178,6 @@ def design_items(config: DesignConfig) -> list[tuple[str, Look]]:
         for b in rng.choice(len(blocks), size=count, replace=False):
             items += [(c, look) for c in blocks[b] if not (c.startswith("scene#") and look.family in _PHOTO_FAMILIES)]
     return items
-
-
-def _png(image: np.ndarray) -> Callable[[Path], object]:
-    return lambda tmp: Image.fromarray(image).save(tmp, format="PNG")
 
 
 def build_design_catalog(out_dir: str | os.PathLike[str], config: DesignConfig = DesignConfig(),

@@ -36,9 +36,9 @@ from PIL import Image, ImageFilter
 
 from styleaxis.stylize.stylize import StylizeConfig, make_stylizer
 
-from .catalog import photo
+from .catalog import _pil, photo
 
-__all__ = ["FAMILIES", "Look", "IDENTITY", "sample_looks", "look_by_name", "apply_look", "LookStylist"]
+__all__ = ["FAMILIES", "Look", "IDENTITY", "sample_looks", "apply_look", "LookStylist", "texture"]
 
 _LUMA = np.array([0.299, 0.587, 0.114])
 #: cin26 styles each role may draw (17 erases content and is used nowhere; see eval.catalog)
@@ -186,6 +186,22 @@ def _visible(look: Look) -> bool:
     return float(np.abs(out - probe).mean()) >= MIN_CHANGE
 
 
+#: a filter look must change the probe image by at least this mean absolute difference (0..1 scale)
+MIN_CHANGE = 0.04
+
+
+@lru_cache(maxsize=1)
+def _probe() -> np.ndarray:
+    small = Image.fromarray(photo("coffee")).resize((96, 64), Image.BILINEAR)
+    return np.asarray(small).astype(np.float64) / 255.0
+
+
+def _visible(look: Look) -> bool:
+    probe = _probe()
+    out = np.clip(_FILTERS[look.family](probe, dict(look.params), np.random.default_rng(0)), 0, 1)
+    return float(np.abs(out - probe).mean()) >= MIN_CHANGE
+
+
 def look_by_name(name: str, role: str = "eval", per_family: int = 8) -> Look:
     """The look called ``name`` among the first ``per_family`` looks of each family of ``role``."""
     for look in sample_looks(role, per_family):
@@ -197,11 +213,6 @@ def look_by_name(name: str, role: str = "eval", per_family: int = 8) -> Look:
 # --------------------------------------------------------------------------- the families' renderings
 def _luma(img: np.ndarray) -> np.ndarray:
     return img @ _LUMA
-
-
-def _pil_filter(img: np.ndarray, filt: ImageFilter.Filter) -> np.ndarray:
-    out = Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).filter(filt)
-    return np.asarray(out).astype(np.float64) / 255.0
 
 
 def _grey_blur(grey: np.ndarray, radius: float) -> np.ndarray:
@@ -235,8 +246,8 @@ def _tone(img: np.ndarray, p: dict[str, Any], rng: np.random.Generator) -> np.nd
 
 def _focus(img: np.ndarray, p: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
     if p["kind"] == "blur":
-        return _pil_filter(img, ImageFilter.GaussianBlur(radius=min(img.shape[:2]) * p["radius"]))
-    blurred = _pil_filter(img, ImageFilter.GaussianBlur(radius=p["radius"]))
+        return _pil(img, ImageFilter.GaussianBlur(radius=min(img.shape[:2]) * p["radius"]))
+    blurred = _pil(img, ImageFilter.GaussianBlur(radius=p["radius"]))
     return img + p["amount"] * (img - blurred)
 
 
@@ -255,7 +266,7 @@ def _grain(img: np.ndarray, p: dict[str, Any], rng: np.random.Generator) -> np.n
 
 def _posterise(img: np.ndarray, p: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
     if p["smooth"] > 0:
-        img = _pil_filter(img, ImageFilter.GaussianBlur(radius=p["smooth"]))
+        img = _pil(img, ImageFilter.GaussianBlur(radius=p["smooth"]))
     n = p["levels"] - 1
     return np.round(np.clip(img, 0, 1) * n) / n
 
