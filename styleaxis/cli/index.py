@@ -33,8 +33,9 @@ _AXES = module_constant("styleaxis.embed.recipe", "DEFAULT_AXES")
              "re-embedded with other bytes, remove those the run no longer holds.")
 @option("output", "--rebuild", is_flag=True, help="Rebuild from scratch over an existing index.")
 @option("model", "--style", "style", default=",".join(_AXES["style"]), show_default=True,
-        help="Descriptors (comma-separated) concatenated into the style axis, e.g. 'style_in,style_cin' "
-             "for the AdaIN + CIN statistics; style_eff is made relative to each video's content neighbours.")
+        help="Descriptors (comma-separated) concatenated into the style axis: the learned style_head by "
+             "default; e.g. 'style_in,style_cin' for the AdaIN + CIN statistics, or style_eff, made relative to "
+             "each video's content neighbours (for catalogues where each content appears in many looks).")
 @option("model", "--content", "content", default=",".join(_AXES["content"]), show_default=True,
         help="Descriptors (comma-separated) concatenated into the content axis.")
 @option("model", "--relative-k", mirrors=(_RELATIVE, "k"), show_default=True, type=click.IntRange(min=1),
@@ -45,8 +46,8 @@ _AXES = module_constant("styleaxis.embed.recipe", "DEFAULT_AXES")
              "nearest videos on the style axis that are not among its content neighbours (0: off).")
 @option("model", "--content-alpha", mirrors=(_RELATIVE, "content_alpha"), show_default=True,
         type=click.FloatRange(0, 1),
-        help="With a content-relative style axis, the content axis subtracts this times the median content "
-             "of each video's style neighbours (0: off).")
+        help="The content axis subtracts this times the median content of each video's style neighbours "
+             "(0: off).")
 @option("model", "--whiten", type=click.Choice(["none", "std", "pca"]), mirrors=(_INDEX, "whiten"),
         show_default=True, help="Whitening in the fitted search transform.")
 @option("performance", "--factory", default=None,
