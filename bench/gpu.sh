@@ -6,7 +6,8 @@
 #                             job end to end, faiss GPU at 1M vectors, AdaIN and cin26 at 512 px
 #   bench/gpu.sh --dry-run    every step tiny, on the CPU (how it is tested where no GPU is lent);
 #                             the table is printed, RESULTS.md is left alone
-#   bench/gpu.sh --train      also: train adain and johnson on the GPU for a few minutes, E/C before/after
+#   bench/gpu.sh --train      also: train adain (from the shipped decoder) and johnson (one style) for 5 minutes
+#                             each on the GPU, E/C before and after; the decoder goes to runs/gpu-train/
 #
 # Each step has its own time limit; a step that fails or times out becomes a row saying so, and the
 # script goes on. Run it from the repository root with the venv's python (PYTHON=... to override).
@@ -56,13 +57,14 @@ row "CUDA tests" "$(echo "$CUDA_TESTS" | wc -w) modules naming CUDA" "$(tail -n 
 
 # 2-5. throughput and latency
 step 150 "Embedder" "$PYTHON" bench/gpu_table.py embedder $DRY
-step 150 "embed job" "$PYTHON" bench/gpu_table.py job $DRY
+step 240 "embed job" "$PYTHON" bench/gpu_table.py job $DRY
 step 90 "faiss" "$PYTHON" bench/gpu_table.py faiss $DRY
 step 90 "stylize" "$PYTHON" bench/gpu_table.py stylize $DRY
 
 # 6. optional: a few minutes of GPU training, E/C before and after
 if [ "$TRAIN" = 1 ]; then
-  step 660 "train" "$PYTHON" bench/gpu_train.py $DRY
+  if [ -n "$DRY" ]; then TRAIN_OUT="$(mktemp -d -t styleaxis-gpu-train.XXXXXX)"; else TRAIN_OUT="runs/gpu-train"; fi
+  step 700 "train" "$PYTHON" bench/gpu_train.py $DRY --out "$TRAIN_OUT"
 fi
 
 if [ -n "$DRY" ]; then

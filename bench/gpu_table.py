@@ -72,7 +72,7 @@ def job(dry: bool) -> None:
     from styleaxis.pipelines.beam import PipelineConfig, run_embed
     from styleaxis.pipelines.inputs import expand_inputs
 
-    clip, n = (SMALL, 4) if dry else (LONG, 400)
+    clip, n = (SMALL, 4) if dry else (LONG, 200)  # generating the clips is CPU work: 200 take about a minute
     clips = make_clips(Path(tempfile.gettempdir()) / f"styleaxis-gpu-clips-{clip['width']}", n, clip)
     precision = "fp32" if dry else "fp16"
     config = PipelineConfig(out_dir=Path(tempfile.mkdtemp(prefix="styleaxis-gpu-run-")), progress=False,
