@@ -29,9 +29,11 @@ import pandas as pd
 import torch
 
 from styleaxis.embed.embedder import EmbedConfig, Embedder
-from styleaxis.embed.recipe import RelativeConfig, centre_unit, exact_axes
+from styleaxis.embed.recipe import DEFAULT_AXES, RelativeConfig, centre_unit, exact_axes
 from styleaxis.embed.registry import get_model, load_model
-from styleaxis.embed.relative import content_relative, expand_rows, nearest_rows, style_relative_content
+from styleaxis.embed.relative import (
+    content_relative, expand_rows, nearest_rows, nearest_similarity, style_relative_content,
+)
 from styleaxis.embed.style_head import STYLE_HEAD_TAPS, read_style_head, style_features
 from styleaxis.eval.catalog import embed_catalog, read_catalog
 from styleaxis.eval.designs import DesignConfig, build_design_catalog, design_items
@@ -91,6 +93,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def variants(v: dict[str, np.ndarray], k: int = 10, m: int = 2, alpha: float = 0.5) -> dict[str, tuple[str, np.ndarray]]:
     """variant -> (axis, matrix)."""
     old = exact_axes(v, {"style": ("style_eff",), "content": ("content",)}, RelativeConfig())
+    new = exact_axes(v, DEFAULT_AXES)  # what the index builds: the expansion only where contents repeat
     content = centre_unit(v["content"])
     head = centre_unit(v["style_head"])
     content_nb = nearest_rows(content, content, min(k, len(content)))
@@ -101,13 +104,15 @@ def variants(v: dict[str, np.ndarray], k: int = 10, m: int = 2, alpha: float = 0
         "style_eff raw": ("style", centre_unit(v["style_eff"])),
         "before: style_eff rel k10 + exp2": ("style", old["style"]),
         "style_cin raw": ("style", centre_unit(v["style_cin"])),
-        "style_head (index default)": ("style", head),
+        "index default (style_head, + exp2 where contents repeat)": ("style", new["style"]),
+        "style_head": ("style", head),
         "style_head, not centred": ("style", _unit(v["style_head"])),
         "style_head rel k10": ("style", rel),
         "style_head + exp2": ("style", expanded),
         "content alone": ("content", content),
         "before: content style-relative (style_eff axis)": ("content", old["content"]),
-        "content style-relative on style_head (new default)": ("content", moved),
+        "content style-relative on style_head": ("content", moved),
+        "index default (content style-relative)": ("content", new["content"]),
     }
 
 
@@ -146,12 +151,14 @@ def main() -> None:
         vectors = ({name: m[sparse_rows] for name, m in full["factorial"].items()} if design == "sparse"
                    else full[design])
         k = _largest_k(table)
+        similarity = nearest_similarity(centre_unit(vectors["content"]))
+        print(f"{design}: median content cosine to the nearest other item {similarity:.3f} (contents repeat at >= 0.4)")
         for name, (axis, matrix) in variants(vectors).items():
             pq = per_query_metrics(matrix, table["content"], table["style"], axis, k=k)
             s = summarize(pq)
             rows.append({"design": design, "axis": axis, "variant": name, "k": k, "mAP": s["map"],
                          "P@R": s["precision_r"], "P@k": s["precision"], "leakage": s["leakage"]})
-            if name in ("before: style_eff rel k10 + exp2", "style_head (index default)"):
+            if name in ("before: style_eff rel k10 + exp2", "index default (style_head, + exp2 where contents repeat)"):
                 per_look[f"{design}: {name.split(':')[0].split(' (')[0]}"] = pq.groupby("style")["precision_r"].mean()
     frame = pd.DataFrame(rows)
     for axis in ("style", "content"):

@@ -13,14 +13,15 @@ The chain (styleaxis.embed.relative has the formulas and their papers):
 2. ``style_base`` <- the style descriptors; a descriptor of :data:`RELATIVE_DESCRIPTORS` is first
    made content-relative against its k nearest videos on ``content_base`` (:class:`Residual`).
 3. ``style`` <- ``style_base`` expanded by its m nearest style rows outside those content
-   neighbours (:class:`Expand`; only for an axis with a content-relative descriptor).
+   neighbours (:class:`Expand`; for an axis with a content-relative descriptor, or where contents repeat).
 4. ``content`` <- ``content_base`` minus alpha x the median of its k nearest videos on ``style``
    (:class:`StyleRelative`), then centred and L2-normalised.
 
-The default style axis, ``style_head``, is learned per video and takes neither step 2 nor 3: on
-catalogues where contents repeat (factorial) the expansion added 0.017 mAP and the residual cost 0.06,
-and on sparse and singleton catalogues (most contents once) both were no help or harm
-(bench/style_axis.py, bench/RESULTS.md). Step 4 helped the content axis on every design.
+The default style axis, ``style_head``, is learned per video and takes no step 2; it takes step 3 only
+where the catalogue's contents repeat across looks (:func:`contents_repeat`, measured at build): there
+(factorial catalogues) the expansion added 0.017 mAP, while on sparse and singleton catalogues (most
+contents once) it was no help, and the residual cost 0.06-0.23 everywhere (bench/style_axis.py,
+bench/RESULTS.md). Step 4 helped the content axis on every design.
 
 A step is left out where its config turns it off or it has nothing to work on (no content-relative
 style descriptor); its axis is then built directly under the public name.
@@ -33,12 +34,12 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from .relative import content_relative, expand_rows, nearest_rows, style_relative_content
+from .relative import content_relative, expand_rows, nearest_rows, nearest_similarity, style_relative_content
 
 __all__ = [
     "RELATIVE_DESCRIPTORS", "DEFAULT_AXES", "CONTENT_BASE", "STYLE_BASE", "BASE_AXES", "RelativeConfig", "Residual", "Combine",
     "Expand", "StyleRelative", "Step", "AxisRecipe", "Catalogue", "TransformKind", "encode", "combine_blocks",
-    "centre_unit", "ExactCatalogue", "exact_axes",
+    "centre_unit", "ExactCatalogue", "exact_axes", "REPEAT_SIMILARITY", "contents_repeat",
 ]
 
 #: descriptors that are made content-relative wherever an axis is built from them
@@ -46,6 +47,10 @@ RELATIVE_DESCRIPTORS: frozenset[str] = frozenset({"style_eff"})
 #: the axes the index builds by default (style: the learned style_head, which needs no catalogue step;
 #: content: content, made style-relative against the style axis)
 DEFAULT_AXES: dict[str, tuple[str, ...]] = {"style": ("style_head",), "content": ("content",)}
+#: a catalogue's contents repeat across looks when the median cosine of a video to its nearest other video on
+#: the (centred) content axis reaches this: designed catalogues measured 0.46 with every content in all 12
+#: looks, 0.35 with each in 4 and 0.23 with each once (bench/style_axis.py)
+REPEAT_SIMILARITY = 0.4
 #: the content axis before its style-relative step
 CONTENT_BASE = "content_base"
 #: the style axis before its expansion
@@ -67,12 +72,16 @@ class RelativeConfig:
         eps: the MAD floor, relative to the catalogue's median MAD.
         expand: style neighbours (outside the content neighbours) added to each style row (0: off).
         content_alpha: weight of the style-relative step on the content axis (0: off).
+        repeats: whether contents repeat across looks in the catalogue: ``auto`` measures it at build
+            (:func:`contents_repeat`), ``yes`` / ``no`` say so. Where they do, a style axis without a
+            content-relative descriptor is expanded too (it helped only there; docs/search.md).
     """
 
     k: int = 10
     eps: float = 0.1
     expand: int = 2
     content_alpha: float = 0.5
+    repeats: str = "auto"
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -83,6 +92,8 @@ class RelativeConfig:
             raise ValueError(f"RelativeConfig.expand must be >= 0, got {self.expand}")
         if not 0 <= self.content_alpha <= 1:
             raise ValueError(f"RelativeConfig.content_alpha must be in [0, 1], got {self.content_alpha}")
+        if self.repeats not in ("auto", "yes", "no"):
+            raise ValueError(f"RelativeConfig.repeats must be auto, yes or no, got {self.repeats!r}")
 
 
 @dataclass(frozen=True)
@@ -148,11 +159,13 @@ class AxisRecipe:
 
     @classmethod
     def plan(cls, axes: Mapping[str, Sequence[str]], config: RelativeConfig | None = None,
-             count: int | None = None) -> AxisRecipe:
+             count: int | None = None, repeated: bool = False) -> AxisRecipe:
         """The recipe for ``axes`` (axis -> descriptors), with ``config``'s steps where they apply.
 
-        ``count`` (the catalogue size, when known) caps k. Raises ValueError for a content-relative
-        descriptor without a content axis to measure it against, or one on the content axis itself.
+        ``count`` (the catalogue size, when known) caps k; ``repeated`` (contents repeat across looks,
+        :func:`contents_repeat`) expands a style axis that has no content-relative descriptor. Raises
+        ValueError for a content-relative descriptor without a content axis to measure it against, or
+        one on the content axis itself.
         """
         config = config or RelativeConfig()
         axes = {axis: tuple(names) for axis, names in axes.items() if names}
@@ -166,8 +179,9 @@ class AxisRecipe:
             raise ValueError(f"the 'content' axis cannot hold the content-relative {relative}")
         k = min(config.k, count) if count else config.k
         stepped_style = bool(RELATIVE_DESCRIPTORS & set(axes.get("style", ())))
-        alpha = config.content_alpha if "style" in axes and "content" in axes else 0.0
-        m = config.expand if stepped_style else 0
+        both = "style" in axes and "content" in axes
+        alpha = config.content_alpha if both else 0.0
+        m = config.expand if stepped_style or (repeated and both) else 0
         reference = CONTENT_BASE if alpha else "content"
         steps: list[Step] = []
         if "content" in axes:
@@ -360,11 +374,24 @@ class ExactCatalogue:
         self._rows[axis] = rows
 
 
+def contents_repeat(raw: Mapping[str, np.ndarray], axes: Mapping[str, Sequence[str]],
+                    config: RelativeConfig | None = None) -> bool:
+    """Whether the catalogue's contents repeat across looks: ``config.repeats`` when it says, else whether
+    the median cosine of a video to its nearest other video on the centred content descriptors (raw
+    rows of ``raw``) reaches :data:`REPEAT_SIMILARITY`. False without a content axis."""
+    config = config or RelativeConfig()
+    if config.repeats != "auto" or not axes.get("content"):
+        return config.repeats == "yes"
+    rows = combine_blocks([centre_unit(raw[name]) for name in axes["content"]])
+    return nearest_similarity(rows) >= REPEAT_SIMILARITY
+
+
 def exact_axes(vectors: Mapping[str, np.ndarray], axes: Mapping[str, Sequence[str]],
                config: RelativeConfig | None = None) -> dict[str, np.ndarray]:
     """The public axes of ``axes`` built from ``vectors`` (descriptor -> (N, D)) exactly as the index
     builds them, with exact neighbours: what ``eval retrieval`` scores."""
-    recipe = AxisRecipe.plan(axes, config, count=len(next(iter(vectors.values()))))
+    recipe = AxisRecipe.plan(axes, config, count=len(next(iter(vectors.values()))),
+                             repeated=contents_repeat(vectors, axes, config))
     needed = {name for axis in recipe.public for name in recipe.descriptors(axis)}
     out, _ = encode(recipe, {name: vectors[name] for name in needed}, ExactCatalogue())
     return {axis: out[axis] for axis in recipe.public}

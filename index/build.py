@@ -22,7 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..embed.recipe import BASE_AXES, DEFAULT_AXES, AxisRecipe, RelativeConfig, TransformKind, encode
+from ..embed.recipe import (
+    BASE_AXES, DEFAULT_AXES, AxisRecipe, RelativeConfig, TransformKind, contents_repeat, encode,
+)
 from ._io import atomic_open, sha256_file, write_npy_rows
 from .calibrate import hubness
 from .generations import commit, previous_manifest, writer_lock
@@ -160,7 +162,8 @@ def _build(run: RunVectors, out_dir: Path, config: IndexConfig, run_dir: Path | 
     gpu = config.gpu and gpu_available()
 
     files: dict[str, str] = {}
-    recipe = AxisRecipe.plan(config.axes, config.relative, count)
+    recipe = AxisRecipe.plan(config.axes, config.relative, count,
+                             repeated=contents_repeat(run.vectors, config.axes, config.relative))
     writer = _Writer(out_dir, generation, recipe, config, files, gpu, count)
     _, recipe = encode(recipe, run.vectors, writer)  # consumes run.vectors, one raw matrix at a time
     descriptors = {}
