@@ -186,30 +186,6 @@ def _visible(look: Look) -> bool:
     return float(np.abs(out - probe).mean()) >= MIN_CHANGE
 
 
-#: a filter look must change the probe image by at least this mean absolute difference (0..1 scale)
-MIN_CHANGE = 0.04
-
-
-@lru_cache(maxsize=1)
-def _probe() -> np.ndarray:
-    small = Image.fromarray(photo("coffee")).resize((96, 64), Image.BILINEAR)
-    return np.asarray(small).astype(np.float64) / 255.0
-
-
-def _visible(look: Look) -> bool:
-    probe = _probe()
-    out = np.clip(_FILTERS[look.family](probe, dict(look.params), np.random.default_rng(0)), 0, 1)
-    return float(np.abs(out - probe).mean()) >= MIN_CHANGE
-
-
-def look_by_name(name: str, role: str = "eval", per_family: int = 8) -> Look:
-    """The look called ``name`` among the first ``per_family`` looks of each family of ``role``."""
-    for look in sample_looks(role, per_family):
-        if look.name == name:
-            return look
-    raise KeyError(f"no {role} look named {name!r} among the first {per_family} of each family")
-
-
 # --------------------------------------------------------------------------- the families' renderings
 def _luma(img: np.ndarray) -> np.ndarray:
     return img @ _LUMA
