@@ -119,7 +119,8 @@ class DesignConfig:
             ``per_look`` x looks; blocks 96).
         per_look: singleton only: items per look (>= 10).
         looks_per_content: sparse only: looks each content appears in.
-        block_size / blocks_per_look: blocks only: contents per block, blocks each look is applied to.
+        block_size / blocks_per_look: blocks only: contents per block, blocks each look is applied to (the
+            identity look 3x as many: it is one class for all unfiltered footage).
         short_side: the content's short side before augmentation (items are at most this).
         seed: seeds the assignment of contents to looks and every item's augmentation.
     """
