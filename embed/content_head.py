@@ -35,9 +35,10 @@ from tqdm import tqdm
 from .descriptors import CONTENT_GRID, symmetric_grid_pool, whiten
 from .functional import l2_normalize
 from .images import resize_short_side
-from .registry import load_checkpoint, load_model, resolve_weights
+from .registry import load_model, resolve_weights
 from .training import (
-    Trainer, export_model, fit, items_digest, load_rgb, read_arch_state, save_arch_state, supcon_loss, to_tensor,
+    Trainer, cached, check_items, export_model, fit, items_digest, load_rgb, read_arch_state, save_arch_state,
+    supcon_loss, to_tensor,
 )
 
 __all__ = [
@@ -183,23 +184,16 @@ class ContentHeadTrainResult:
 def _encode_items(items: Sequence[tuple[str, str, str]], encoder: nn.Module, config: ContentHeadTrainConfig,
                   progress: bool) -> list[torch.Tensor]:
     """The encoder's stage-5 map of every item (fp16, CPU), cached in out_dir/features.pt by item list."""
-    cache = Path(config.out_dir) / "features.pt"
+    def encode() -> list[torch.Tensor]:
+        maps = []
+        with torch.inference_mode():
+            for path, _, _ in tqdm(items, disable=not progress, desc="encode", unit="image"):
+                image = resize_short_side(to_tensor(load_rgb(path))[0], config.short_side)[None].to(config.device)
+                maps.append(encoder(image, (HEAD_TAP,))[HEAD_TAP][0].half().cpu())
+        return maps
+
     digest = items_digest(items) + f"/{config.encoder}/{config.short_side}"
-    if cache.is_file():
-        data = load_checkpoint(cache)
-        if data.get("digest") == digest:
-            return list(data["maps"])
-    maps = []
-    device = torch.device(config.device)
-    with torch.inference_mode():
-        for path, _, _ in tqdm(items, disable=not progress, desc="encode", unit="image"):
-            image = resize_short_side(to_tensor(load_rgb(path))[0], config.short_side)[None].to(device)
-            maps.append(encoder(image, (HEAD_TAP,))[HEAD_TAP][0].half().cpu())
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    torch.save({"digest": digest, "maps": maps}, tmp)
-    os.replace(tmp, cache)
-    return maps
+    return list(cached(Path(config.out_dir) / "features.pt", digest, encode))
 
 
 class _HeadTrainer(Trainer):
@@ -260,11 +254,7 @@ def train_content_head(items: Sequence[tuple[str, str, str]], config: ContentHea
                        progress: bool = True, resume: bool = True) -> ContentHeadTrainResult:
     """Train (or resume) a content head on labelled images ``items`` = (path, content, style); returns
     the exported ``out_dir/content_head.pt`` with its sha256 (also in ``content_head.pt.sha256``)."""
-    if not items:
-        raise ValueError("train_content_head: no training items")
-    missing = [p for p, _, _ in items if not Path(p).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} training images not found, e.g. {missing[0]}")
+    check_items(items, "train_content_head")
     out = Path(config.out_dir)
     trainer = _HeadTrainer(items, config, progress)
     identity = {"encoder": config.encoder, "encoder_sha256": resolve_weights(config.encoder)[1],

@@ -378,10 +378,14 @@ def contents_repeat(raw: Mapping[str, np.ndarray], axes: Mapping[str, Sequence[s
                     config: RelativeConfig | None = None) -> bool:
     """Whether the catalogue's contents repeat across looks: ``config.repeats`` when it says, else whether
     the median cosine of a video to its nearest other video on the centred content descriptors (raw
-    rows of ``raw``) reaches :data:`REPEAT_SIMILARITY`. False without a content axis."""
+    rows of ``raw``) reaches :data:`REPEAT_SIMILARITY`. Measured only where the answer changes the recipe
+    (a style axis without a content-relative descriptor, expansion on; otherwise False): the search costs
+    2,000 sampled videos against the whole catalogue."""
     config = config or RelativeConfig()
-    if config.repeats != "auto" or not axes.get("content"):
+    if config.repeats != "auto":
         return config.repeats == "yes"
+    if not axes.get("content") or not config.expand or RELATIVE_DESCRIPTORS & set(axes.get("style", ())):
+        return False
     rows = combine_blocks([centre_unit(raw[name]) for name in axes["content"]])
     return nearest_similarity(rows) >= REPEAT_SIMILARITY
 

@@ -14,7 +14,8 @@ where the positives of an item share its look and differ in content, and the bat
 contents in other looks (hard negatives). The looks are drawn from randomly parameterised families
 (styleaxis.eval.looks, role ``train``), so the looks it is evaluated on were never seen in training.
 The frozen encoder runs once per training image (features cached in ``out_dir/features.pt``); a
-training step only runs the head, so training takes a minute on a CPU.
+training step only runs the head: the shipped 400 steps took under a minute on the CPU, the
+feature pass over 2,746 images the rest of 2 min 38 s.
 """
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ from tqdm import tqdm
 
 from .functional import l2_normalize
 from .images import resize_short_side
-from .registry import load_checkpoint, load_model, resolve_weights
+from .registry import load_model, resolve_weights
 from .training import (
-    Trainer, export_model, fit, items_digest, load_rgb, read_arch_state, save_arch_state, supcon_loss, to_tensor,
+    Trainer, cached, check_items, export_model, fit, items_digest, load_rgb, read_arch_state, save_arch_state,
+    supcon_loss, to_tensor,
 )
 
 __all__ = [
@@ -225,18 +227,10 @@ def encode_style_features(paths: Sequence[str], encoder: nn.Module, short_side: 
 
 def _cached_features(items: Sequence[tuple[str, str, str]], encoder: nn.Module, config: StyleHeadTrainConfig,
                      progress: bool) -> torch.Tensor:
-    cache = Path(config.out_dir) / "features.pt"
+    """:func:`encode_style_features` of every item, cached in out_dir/features.pt by item list."""
     digest = items_digest(items) + f"/{config.encoder}/{config.short_side}/{STYLE_HEAD_TAPS}/{GRAM_CHANNELS}"
-    if cache.is_file():
-        data = load_checkpoint(cache)
-        if data.get("digest") == digest:
-            return data["features"]
-    features = encode_style_features([p for p, _, _ in items], encoder, config.short_side, config.device, progress)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    torch.save({"digest": digest, "features": features}, tmp)
-    os.replace(tmp, cache)
-    return features
+    return cached(Path(config.out_dir) / "features.pt", digest, lambda: encode_style_features(
+        [p for p, _, _ in items], encoder, config.short_side, config.device, progress))
 
 
 class _StyleHeadTrainer(Trainer):
@@ -303,11 +297,7 @@ def train_style_head(items: Sequence[tuple[str, str, str]], config: StyleHeadTra
                      progress: bool = True, resume: bool = True) -> StyleHeadTrainResult:
     """Train (or resume) a style head on labelled images ``items`` = (path, content, look); returns the
     exported ``out_dir/style_head.pt`` with its sha256 (also in ``style_head.pt.sha256``)."""
-    if not items:
-        raise ValueError("train_style_head: no training items")
-    missing = [p for p, _, _ in items if not Path(p).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} training images not found, e.g. {missing[0]}")
+    check_items(items, "train_style_head")
     out = Path(config.out_dir)
     trainer = _StyleHeadTrainer(items, config, progress)
     identity = {"encoder": config.encoder, "encoder_sha256": resolve_weights(config.encoder)[1],

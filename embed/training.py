@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ __all__ = [
     "IMAGE_SUFFIXES", "list_images", "load_rgb", "to_tensor", "to_uint8", "CropSampler", "content_style_crops",
     "Checkpoints",
     "write_text", "write_json", "save_image_grid", "Trainer", "fit", "export_model", "save_arch_state",
-    "read_arch_state", "supcon_loss", "items_digest",
+    "read_arch_state", "supcon_loss", "items_digest", "check_items", "cached",
 ]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
@@ -379,3 +379,27 @@ def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> to
 
 def items_digest(items: Sequence[tuple[str, str, str]]) -> str:
     return hashlib.sha256(json.dumps([list(map(str, i)) for i in items]).encode()).hexdigest()
+
+
+def check_items(items: Sequence[tuple[str, str, str]], what: str) -> None:
+    """Labelled training images ``(path, label, label)``: an empty list or absent files are errors naming ``what``."""
+    if not items:
+        raise ValueError(f"{what}: no training items")
+    missing = [p for p, _, _ in items if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} training images not found, e.g. {missing[0]}")
+
+
+def cached(path: Path, digest: str, compute: Callable[[], Any]) -> Any:
+    """The value stored at ``path`` under ``digest``, else ``compute()``, stored there atomically first: the
+    trainers' caches of frozen-encoder outputs, recomputed whenever ``digest`` (their inputs) changes."""
+    if path.is_file():
+        data = load_checkpoint(path)
+        if isinstance(data, dict) and data.get("digest") == digest:
+            return data["value"]
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({"digest": digest, "value": value}, tmp)
+    os.replace(tmp, path)
+    return value

@@ -204,7 +204,7 @@ def build_design_catalog(out_dir: str | os.PathLike[str], config: DesignConfig =
             continue
         if content not in cache:
             raw = torch.from_numpy(content_image(content)).permute(2, 0, 1).float() / 255.0
-            cache = {content: resize_short_side(raw, config.short_side)}  # items come grouped by content
+            cache = {content: resize_short_side(raw, config.short_side)}  # kept for the next items of this content
         rng = np.random.default_rng([config.seed, zlib.crc32(content.encode()), zlib.crc32(look.name.encode())])
         image = augment(cache[content], crop, rng)
         atomic_write(out / rel, _png(to_hwc_uint8(stylist(look, image, rng))))

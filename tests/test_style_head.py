@@ -52,7 +52,7 @@ def test_training_separates_the_looks_it_saw_and_resumes(tiny_looks: Path, tmp_p
     assert result.step == 60 and result.model_path.is_file()
     assert result.history[:10].mean() > result.history[-10:].mean()
     head = read_style_head(result.model_path)
-    features = torch.load(tmp_path / "run" / "features.pt", weights_only=True)["features"]
+    features = torch.load(tmp_path / "run" / "features.pt", weights_only=True)["value"]
     with torch.no_grad():
         z = head(features)
     looks = np.array([s for _, _, s in items])
