@@ -6,8 +6,9 @@ output layer initialised to zero, so training starts from the ``content`` descri
 (optionally flip-symmetric: each cell averaged with its left-right mirror, so a mirrored copy gives the
 same vector) and L2 normalisation.
 
-It is trained on stylisations (``styleaxis train content-head``, usually on the ``train`` split of
-``styleaxis.eval.catalog``, whose photos and styles are disjoint from the evaluation splits) with the
+It is trained on looks (``styleaxis train content-head``; by default on the training design of
+:mod:`styleaxis.eval.designs`, the catalogue the style head trains on: train-role looks of every look
+family on training photos and procedural scenes, disjoint from the evaluation designs and splits) with the
 supervised contrastive loss of Khosla et al. 2020 ("Supervised Contrastive Learning", eq. 2):
 
     L = sum_i -1/|P(i)| sum_{p in P(i)} log( exp(z_i . z_p / tau) / sum_{a != i} exp(z_i . z_a / tau) )
@@ -18,22 +19,22 @@ the hardest negatives share style but not content. The frozen encoder runs once 
 (its maps are cached in ``out_dir/features.pt``); a step only runs the head.
 
 The exported file (``content_head.pt``) is a dict ``{"arch": {...}, "state_dict": {...}}`` read with
-``torch.load(weights_only=True)``; :func:`load_content_head` builds the encoder + head module that the
-model registry serves as ``content-head-v1``.
+``torch.load(weights_only=True)``; the model registry serves the shipped one as ``content-head-v2``, and
+:func:`content_head_vector` runs it on the stage-5 map of the EfficientNet pass the Embedder already makes.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from .descriptors import CONTENT_GRID, symmetric_grid_pool, whiten
-from .functional import l2_normalize
+from .functional import l2_normalize, symmetric_grid_pool, whiten
 from .images import resize_short_side
 from .registry import load_model, resolve_weights
 from .training import (
@@ -42,13 +43,17 @@ from .training import (
 )
 
 __all__ = [
-    "HEAD_ENCODER", "HEAD_TAP", "ContentHead", "ContentHeadEncoder", "save_content_head",
-    "read_content_head", "load_content_head", "ContentHeadTrainConfig", "ContentHeadTrainResult",
+    "HEAD_ENCODER", "HEAD_TAP", "CONTENT_HEAD_MODEL", "ContentHead", "save_content_head",
+    "read_content_head", "content_head_vector", "ContentHeadTrainConfig", "ContentHeadTrainResult",
     "train_content_head",
 ]
 
 #: the frozen encoder and tap the head reads
 HEAD_ENCODER, HEAD_TAP = "effnet-lite0", "stage5"
+#: the pooling grid of the content descriptor and head (4 x 4 cells, 4 x 2 after the mirror symmetry)
+CONTENT_GRID = 4
+#: the registry record of the shipped head behind the ``content_head`` descriptor
+CONTENT_HEAD_MODEL = "content-head-v2"
 #: config fields a resumed run may change; any other difference from the checkpoint is refused
 _RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "device"})
 #: whitening shrinkage the head's input is computed with (the v1 weights were trained on it)
@@ -87,40 +92,26 @@ class ContentHead(nn.Module):
         return self.correct(whiten(feat, HEAD_WHITEN_EPS))
 
 
-class ContentHeadEncoder(nn.Module):
-    """The frozen encoder and the head as one registry model: ``forward(rgb, taps)`` -> {tap: tensor},
-    taps ``stage5`` (the encoder's map) and ``content_head`` (the head's vector)."""
-
-    tap_names = (HEAD_TAP, "content_head")
-
-    def __init__(self, encoder: nn.Module, head: ContentHead) -> None:
-        super().__init__()
-        self.encoder, self.head = encoder, head
-
-    def forward(self, rgb: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
-        unknown = [t for t in taps if t not in self.tap_names]
-        if unknown:
-            raise KeyError(f"unknown content-head taps {unknown}; available: {', '.join(self.tap_names)}")
-        feat = self.encoder(rgb, (HEAD_TAP,))[HEAD_TAP]
-        out = {HEAD_TAP: feat} if HEAD_TAP in taps else {}
-        if "content_head" in taps:
-            out["content_head"] = self.head(feat)
-        return out
-
-
 def save_content_head(head: ContentHead, path: str | os.PathLike[str]) -> Path:
     """Write ``{"arch", "state_dict"}`` atomically (fp32 CPU tensors)."""
     return save_arch_state(head, path)
 
 
 def read_content_head(path: str | os.PathLike[str]) -> ContentHead:
-    """The head alone (eval mode) from a file written by :func:`save_content_head`."""
+    """The head (eval mode) from a file written by :func:`save_content_head`; the registry's builder."""
     return read_arch_state(path, ContentHead, "content head")
 
 
-def load_content_head(path: str | os.PathLike[str]) -> ContentHeadEncoder:
-    """The registry builder: the (hash-checked) EfficientNet-Lite0 plus the head read from ``path``."""
-    return ContentHeadEncoder(load_model(HEAD_ENCODER), read_content_head(path)).eval()
+@lru_cache(maxsize=4)
+def _shipped_head(device: str) -> ContentHead:
+    return load_model(CONTENT_HEAD_MODEL).to(device)
+
+
+def content_head_vector(taps: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The ``content_head`` descriptor: the shipped head (hash-checked, loaded once) on the stage-5 map of the
+    EfficientNet pass the Embedder already makes."""
+    feat = taps[HEAD_TAP]
+    return _shipped_head(str(feat.device))(feat)
 
 
 # --------------------------------------------------------------------------- training
@@ -156,7 +147,7 @@ class ContentHeadTrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     flip: bool = True
-    steps: int = 600
+    steps: int = 1500
     checkpoint_every: int = 500
     preview_every: int = 0
     seed: int = 0

@@ -9,15 +9,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
-from .functional import calc_mean_std, l2_normalize
+from .functional import calc_mean_std, l2_normalize, symmetric_grid_pool, whiten
+from .content_head import CONTENT_GRID, CONTENT_HEAD_MODEL, HEAD_TAP, content_head_vector
 from .style_head import STYLE_HEAD_MODEL, STYLE_HEAD_TAPS, style_head_vector
 
 __all__ = [
-    "Descriptor", "DESCRIPTORS", "get_descriptor", "STYLE_TAPS", "VGG_DESCRIPTORS", "CONTENT_GRID",
-    "CONTENT_WHITEN_EPS", "STYLE_EFF_TAPS", "whiten",
-    "symmetric_grid_pool",
+    "Descriptor", "DESCRIPTORS", "get_descriptor", "STYLE_TAPS", "VGG_DESCRIPTORS", "CONTENT_WHITEN_EPS",
+    "STYLE_EFF_TAPS",
 ]
 
 #: AdaIN's style taps (Huang & Belongie 2017): the first ReLU of each of the first four VGG blocks.
@@ -47,38 +46,6 @@ def _style_in(taps: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def whiten(feat: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
-    """Whitening of the whitening-and-colouring transform (Li et al. 2017, "Universal Style Transfer
-    via Feature Transforms", eq. 2), per sample: Z = E (D + eps * mean(D) I)^(-1/2) E^T (F - mu).
-
-    F is the (C, HW) feature map, E D E^T the eigendecomposition of its channel covariance. Z has
-    (almost) identity channel covariance: instance norm removes each channel's mean and std, whitening
-    also removes their correlations (the Gram matrix, i.e. the style of Gatys et al.), keeping where
-    things are. ``eps`` (relative to the mean eigenvalue) keeps small or flat maps finite. Computed in
-    float64; returns the input's dtype.
-    """
-    n, c, h, w = feat.shape
-    flat = feat.double().flatten(2)
-    centred = flat - flat.mean(dim=2, keepdim=True)
-    cov = centred @ centred.transpose(1, 2) / (h * w)
-    vals, vecs = torch.linalg.eigh(cov)
-    scale = (vals.clamp_min(0) + eps * vals.mean(dim=1, keepdim=True).clamp_min(1e-12)).rsqrt()
-    white = vecs @ torch.diag_embed(scale) @ vecs.transpose(1, 2) @ centred
-    return white.reshape(n, c, h, w).to(feat.dtype)
-
-
-def symmetric_grid_pool(feat: torch.Tensor, grid: int, symmetric: bool = True) -> torch.Tensor:
-    """Grid-pool (N, C, H, W) to a ``grid`` x ``grid`` layout; with ``symmetric``, average each cell with
-    its left-right mirror and keep the ceil(grid / 2) distinct columns, so a mirrored image gives the same
-    vector. Returns (N, C * grid * ceil(grid / 2)) (or C * grid^2 without ``symmetric``)."""
-    pooled = F.adaptive_avg_pool2d(feat, grid)
-    if symmetric:
-        pooled = ((pooled + pooled.flip(-1)) / 2)[..., : (grid + 1) // 2]
-    return pooled.flatten(1)
-
-
-#: the content descriptor's pooling grid (4 x 4 cells, 4 x 2 after the mirror symmetry)
-CONTENT_GRID = 4
 #: shrinkage of the content descriptor's whitening (see :func:`whiten`): 0.3 matched or beat 0.01-0.1 on
 #: every catalogue split at 128 and 256 px (bench/RESULTS.md) and keeps small maps (thumbnails, few
 #: positions per channel) from being whitened into noise
@@ -137,10 +104,6 @@ def _bottleneck(taps: dict[str, torch.Tensor]) -> torch.Tensor:
     return taps["bottleneck"]
 
 
-def _head_vector(taps: dict[str, torch.Tensor]) -> torch.Tensor:
-    return taps["content_head"]
-
-
 def _cin_params(taps: dict[str, torch.Tensor]) -> torch.Tensor:
     return taps["cin_params"]
 
@@ -171,10 +134,10 @@ DESCRIPTORS: dict[str, Descriptor] = {
             "L2-normalised",
         ),
         Descriptor(
-            "content_head", "content-head-v1", ("content_head",), 112 * CONTENT_GRID * ((CONTENT_GRID + 1) // 2),
-            _head_vector,
-            "content descriptor + a residual head trained on stylisations (SupCon; embed/content_head.py)",
-            extra_models=("effnet-lite0",),
+            "content_head", "effnet-lite0", (HEAD_TAP,), 112 * CONTENT_GRID * ((CONTENT_GRID + 1) // 2),
+            content_head_vector,
+            "content descriptor + a residual head trained on unseen-look families (SupCon; embed/content_head.py)",
+            extra_models=(CONTENT_HEAD_MODEL,),
         ),
         Descriptor(
             "style_head", "effnet-lite0", STYLE_HEAD_TAPS, 128, style_head_vector,

@@ -55,7 +55,7 @@ class EmbedConfig:
             ``vgg16-hed`` (offline) or ``vgg19`` (when its weights are present).
     """
 
-    descriptors: tuple[str, ...] = ("style_head", "style_cin", "style_eff", "content")
+    descriptors: tuple[str, ...] = ("style_head", "style_cin", "style_eff", "content", "content_head")
     short_side: int = 256
     center_crop: bool = False
     batch_size: int = 0

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 __all__ = [
     "calc_mean_std", "instance_norm", "l2_normalize",
     "gram", "adain", "masked_mean_std", "masked_adain", "rgb_to_yiq", "yiq_to_rgb", "luminance_transfer",
-    "match_color",
+    "match_color", "whiten", "symmetric_grid_pool",
 ]
 
 #: epsilon added to the variance before the square root, as in AdaIN (Huang & Belongie 2017).
@@ -158,3 +158,33 @@ def match_color(source: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -
     transform = sqrtm(cov_t, 0.5) @ sqrtm(cov_s, -0.5)
     out = transform @ (source.double().flatten(2) - mu_s) + mu_t
     return out.reshape(source.shape).to(source.dtype).clamp(0, 1)
+
+
+def whiten(feat: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
+    """Whitening of the whitening-and-colouring transform (Li et al. 2017, "Universal Style Transfer
+    via Feature Transforms", eq. 2), per sample: Z = E (D + eps * mean(D) I)^(-1/2) E^T (F - mu).
+
+    F is the (C, HW) feature map, E D E^T the eigendecomposition of its channel covariance. Z has
+    (almost) identity channel covariance: instance norm removes each channel's mean and std, whitening
+    also removes their correlations (the Gram matrix, i.e. the style of Gatys et al.), keeping where
+    things are. ``eps`` (relative to the mean eigenvalue) keeps small or flat maps finite. Computed in
+    float64; returns the input's dtype.
+    """
+    n, c, h, w = feat.shape
+    flat = feat.double().flatten(2)
+    centred = flat - flat.mean(dim=2, keepdim=True)
+    cov = centred @ centred.transpose(1, 2) / (h * w)
+    vals, vecs = torch.linalg.eigh(cov)
+    scale = (vals.clamp_min(0) + eps * vals.mean(dim=1, keepdim=True).clamp_min(1e-12)).rsqrt()
+    white = vecs @ torch.diag_embed(scale) @ vecs.transpose(1, 2) @ centred
+    return white.reshape(n, c, h, w).to(feat.dtype)
+
+
+def symmetric_grid_pool(feat: torch.Tensor, grid: int, symmetric: bool = True) -> torch.Tensor:
+    """Grid-pool (N, C, H, W) to a ``grid`` x ``grid`` layout; with ``symmetric``, average each cell with
+    its left-right mirror and keep the ceil(grid / 2) distinct columns, so a mirrored image gives the same
+    vector. Returns (N, C * grid * ceil(grid / 2)) (or C * grid^2 without ``symmetric``)."""
+    pooled = F.adaptive_avg_pool2d(feat, grid)
+    if symmetric:
+        pooled = ((pooled + pooled.flip(-1)) / 2)[..., : (grid + 1) // 2]
+    return pooled.flatten(1)

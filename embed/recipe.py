@@ -19,9 +19,9 @@ The chain (styleaxis.embed.relative has the formulas and their papers):
 
 The default style axis, ``style_head``, is learned per video and takes no step 2; it takes step 3 only
 where the catalogue's contents repeat across looks (:func:`contents_repeat`, measured at build): there
-(factorial catalogues) the expansion added 0.017 mAP, while on sparse and singleton catalogues (most
-contents once) it was no help, and the residual cost 0.06-0.23 everywhere (bench/style_axis.py,
-bench/RESULTS.md). Step 4 helped the content axis on every design.
+the expansion added 0.013-0.017 mAP (factorial, and sparse with each content in 4 looks), while on a
+singleton catalogue (every content once) it was no help, and the residual cost 0.06-0.23 everywhere
+(bench/style_axis.py, bench/RESULTS.md). Step 4 helped the content axis on every design.
 
 A step is left out where its config turns it off or it has nothing to work on (no content-relative
 style descriptor); its axis is then built directly under the public name.
@@ -45,11 +45,12 @@ __all__ = [
 #: descriptors that are made content-relative wherever an axis is built from them
 RELATIVE_DESCRIPTORS: frozenset[str] = frozenset({"style_eff"})
 #: the axes the index builds by default (style: the learned style_head, which needs no catalogue step;
-#: content: content, made style-relative against the style axis)
-DEFAULT_AXES: dict[str, tuple[str, ...]] = {"style": ("style_head",), "content": ("content",)}
+#: content: content and the trained content_head beside it, made style-relative against the style axis)
+DEFAULT_AXES: dict[str, tuple[str, ...]] = {"style": ("style_head",), "content": ("content", "content_head")}
 #: a catalogue's contents repeat across looks when the median cosine of a video to its nearest other video on
-#: the (centred) content axis reaches this: designed catalogues measured 0.46 with every content in all 12
-#: looks, 0.35 with each in 4 and 0.23 with each once (bench/style_axis.py)
+#: the (centred) content axis reaches this: on the default content axis, designed catalogues measured 0.50 with
+#: every content in all 12 looks, 0.41 with each in 4 and 0.28 with each once (bench/style_axis.py; on
+#: ``content`` alone 0.46, 0.35 and 0.23)
 REPEAT_SIMILARITY = 0.4
 #: the content axis before its style-relative step
 CONTENT_BASE = "content_base"

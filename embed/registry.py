@@ -356,19 +356,20 @@ register(ModelRecord(
 
 
 register(ModelRecord(
-    name="content-head-v1",
+    name="content-head-v2",
     description="content projection head on EfficientNet-Lite0 stage 5 (WCT, residual 1x1 MLP, 4x4 mirror-symmetric "
-                "grid), v1: 600 CPU steps of `styleaxis train content-head` on the catalogue's train split "
-                "(weights/*.json); the module runs effnet-lite0 too",
+                "grid), v2: 1500 CPU steps of `styleaxis train content-head` on the training design (177 looks of 11 "
+                "parameterised families; weights/*.json); the module is the head only, run on the effnet-lite0 "
+                "pass the Embedder already makes",
     package="styleaxis",
     module="styleaxis.embed",
-    relpath="weights/content-head-effnet-v1.pt",
-    sha256="b9f6ed3d0194dc26db8f798e9919914cc58cfe2ff8e52b5785ab937ac602f851",
-    input_transform="RGB, 0..1 (effnet-lite0's own (x - 0.5) / 0.5 inside); TensorFlow SAME padding",
-    taps=("stage5", "content_head"),
+    relpath="weights/content-head-effnet-v2.pt",
+    sha256="042e9becfa6e66bfb32a8955d9776f200785b9ea014bf752dded812d777b7597",
+    input_transform="effnet-lite0 stage-5 map (112 channels, stride 16), WCT-whitened inside the head",
+    taps=("content_head",),
     licence="trained by styleaxis on top of effnet-lite0 (Apache-2.0); data: scikit-image and matplotlib sample "
-            "images and their cin26/Magenta stylisations",
-    builder="styleaxis.embed.content_head:load_content_head",
+            "images, procedural scenes and their filtered and cin26/Magenta stylisations",
+    builder="styleaxis.embed.content_head:read_content_head",
 ))
 
 register(ModelRecord(

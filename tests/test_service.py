@@ -109,7 +109,7 @@ def test_queries_by_id_match_the_searcher(client, index_dir):
             assert _ids(client.post("/search", json={"video_id": video_id, "mode": mode, "k": 3})) == expected
     result = client.post("/search", json={"video_id": searcher.video_ids[0], "k": 1}).json()["results"][0]
     assert result["reason"].startswith("style ") and "; content " in result["reason"]
-    assert set(result["parts"]) == {"style_head", "content"}
+    assert set(result["parts"]) == {"style_head", "content", "content_head"}
     assert {"style_score", "content_score", "style_z", "content_z", "parts"} <= set(result)
 
 
@@ -151,7 +151,7 @@ def test_bad_requests_get_clear_json_errors(client, index_dir):
     assert "exactly one of video_id or vectors" in _error(client.post("/search", json={}), 422, "invalid_request")
     _error(client.post("/search", json={"video_id": video_id, "colour": "red"}), 422, "invalid_request")
     identity = Searcher.load(index_dir).model_identity
-    wrong_dim = {"style_head": [0.0] * 127, "content": [0.0] * 896}
+    wrong_dim = {"style_head": [0.0] * 127, "content": [0.0] * 896, "content_head": [0.0] * 896}
     assert "'style_head': expected dim 128, got array of shape (127,)" in _error(
         client.post("/search", json={"vectors": wrong_dim, "model_identity": identity}), 422, "bad_query")
     right_dim = {**wrong_dim, "style_head": [0.0] * 128}

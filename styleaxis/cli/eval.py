@@ -251,9 +251,9 @@ def catalog(out_dir: Path, split: str, contents: str | None, styles: str | None,
               required=True, help="catalog.csv with columns path, content, style (images or videos; paths "
                                   "relative to the CSV).")
 @option("model", "--descriptors", default=",".join(field_default(_EMBED, "descriptors")), show_default=True,
-              help="Comma-separated descriptors to embed. The axes are the index's defaults (style: style_eff, "
-                   "content-relative; content: content) when embedded, else every style* / other descriptor; "
-                   "each remaining descriptor is also scored alone.")
+              help="Comma-separated descriptors to embed. The axes are the index's default axes, built by its "
+                   "recipe (`index build --help`), when their descriptors are embedded, else every style* / other "
+                   "descriptor; each remaining descriptor is also scored alone.")
 @option("output", "-k", "k", type=click.IntRange(min=1), default=None,
         help="Cut-off of P@k and leakage. Default: 10, or less where the catalogue's design allows less (the "
              "smallest look's items of other contents; P@R is reported whatever k).")

@@ -244,14 +244,25 @@ def train_swap_inverse(**options: Any) -> None:
     _report("style-swap inverse network", _train(train_inverse, InverseTrainConfig, options), "total/feature/tv")
 
 
+def _training_design(out_dir: Path, looks_per_family: int, contents: int) -> Path:
+    """Build (or resume) the heads' training catalogue into OUT/catalog: the ``blocks`` design of the ``train``
+    role, whose looks and contents `eval catalog --design` never uses."""
+    from styleaxis.eval.designs import DesignConfig, build_design_catalog
+
+    design = DesignConfig(design="blocks", role="train", looks_per_family=looks_per_family, contents=contents)
+    return build_design_catalog(out_dir / "catalog", design)
+
+
 @train.command("content-head")
 @option("output", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
         help="Run folder: checkpoints/, features.pt, content_head.pt (+ .sha256, .json); a rerun resumes.")
 @option("input", "--catalog", "catalog_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        default=None, help="Training catalog.csv (path, content, style). Default: build the `train` split "
-                           "(photos and styles disjoint from the evaluation splits) into OUT/catalog.")
-@option("input", "--views", type=click.IntRange(min=1), default=2, show_default=True,
-        help="Augmented copies per (content, style) when the train split is built.")
+        default=None, help="Training catalog.csv (path, content, style). Default: build the training design (the "
+                           "style head's: looks and contents disjoint from `eval catalog`) into OUT/catalog.")
+@option("input", "--looks-per-family", type=click.IntRange(min=1), default=16, show_default=True,
+        help="Training looks drawn from each look family when the catalogue is built.")
+@option("input", "--contents", type=click.IntRange(min=8), default=96, show_default=True,
+        help="Distinct training contents when the catalogue is built (blocks of 8; each look covers 2 blocks).")
 @option("model", "--steps", type=click.IntRange(min=1), mirrors=(_HEAD, "steps"), show_default=True,
         help="Optimisation steps.")
 @option("model", "--contents-per-batch", type=click.IntRange(min=2), mirrors=(_HEAD, "contents_per_batch"),
@@ -268,20 +279,25 @@ def train_swap_inverse(**options: Any) -> None:
         help="SupCon temperature.")
 @option("model", "--seed", type=int, mirrors=(_HEAD, "seed"), show_default=True)
 @option("performance", "--device", mirrors=(_HEAD, "device"), show_default=True, help="cpu or cuda.")
-def content_head(out_dir: Path, catalog_csv: Path | None, views: int, steps: int, contents_per_batch: int,
-                 views_per_content: int, hidden: int, grid: int, lr: float, temperature: float, seed: int,
-                 device: str) -> None:
+@option("performance", "--threads", type=click.IntRange(min=1), default=None,
+        help="torch CPU threads (1 when other jobs share the cores: oversubscribed threads slow torch down many times).")
+def content_head(out_dir: Path, catalog_csv: Path | None, looks_per_family: int, contents: int, steps: int,
+                 contents_per_batch: int, views_per_content: int, hidden: int, grid: int, lr: float,
+                 temperature: float, seed: int, device: str, threads: int | None) -> None:
     """Train the content projection head on stylisations (supervised contrastive, Khosla et al. 2020).
 
     The head maps the frozen EfficientNet-Lite0 stage-5 map (WCT-whitened) through a position-wise MLP (a
     residual correction, zero at the start, so it starts as the `content` descriptor) to mirror-symmetric
-    grid cells; positives are the same content in other styles. Prints the exported file and its sha256.
+    grid cells; positives are the same content in other looks. The default catalogue is the style head's
+    training design (train-role looks of every look family), so the evaluation looks stay unseen. Prints
+    the exported file and its sha256.
     """
     from styleaxis.embed.content_head import ContentHeadTrainConfig, train_content_head
-    from styleaxis.eval.catalog import CatalogConfig, build_catalog, read_catalog
+    from styleaxis.eval.catalog import read_catalog
 
+    set_threads(threads)
     if catalog_csv is None:
-        catalog_csv = build_catalog(out_dir / "catalog", CatalogConfig(split="train", views=views))
+        catalog_csv = _training_design(out_dir, looks_per_family, contents)
     table = read_catalog(catalog_csv)
     if (table["kind"] == "video").any():
         raise ValueError(f"{catalog_csv}: the content head trains on images; video rows found")
@@ -333,12 +349,10 @@ def style_head(out_dir: Path, catalog_csv: Path | None, looks_per_family: int, c
     """
     from styleaxis.embed.style_head import StyleHeadTrainConfig, train_style_head
     from styleaxis.eval.catalog import read_catalog
-    from styleaxis.eval.designs import DesignConfig, build_design_catalog
 
     set_threads(threads)
     if catalog_csv is None:
-        design = DesignConfig(design="blocks", role="train", looks_per_family=looks_per_family, contents=contents)
-        catalog_csv = build_design_catalog(out_dir / "catalog", design)
+        catalog_csv = _training_design(out_dir, looks_per_family, contents)
     table = read_catalog(catalog_csv)
     if (table["kind"] == "video").any():
         raise ValueError(f"{catalog_csv}: the style head trains on images; video rows found")
