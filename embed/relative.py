@@ -14,8 +14,6 @@
 - :func:`style_relative_content`: the converse for the content axis: a content vector minus
   ``alpha`` times the median content vector of its nearest items on the style axis, i.e. minus what
   the items rendered like it have in common.
-- :func:`nearest_similarity`: how alike each item's nearest other item is on an axis (the median over
-  a sample), which tells a catalogue whose contents repeat across looks from one where they do not.
 
 What each step measured is in bench/RESULTS.md; the neighbours come from the index's FAISS indexes
 or, in evaluation, from :func:`nearest_rows` (exact).
@@ -24,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["nearest_rows", "content_relative", "expand_rows", "style_relative_content", "nearest_similarity"]
+__all__ = ["nearest_rows", "content_relative", "expand_rows", "style_relative_content"]
 
 
 def nearest_rows(queries: np.ndarray, matrix: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
@@ -132,16 +130,3 @@ def style_relative_content(content: np.ndarray, reference: np.ndarray, neighbour
     for rows in _row_chunks(len(x), x.shape[1] * nb.shape[1]):
         out[rows] = x[rows] - alpha * np.median(ref[nb[rows]].astype(np.float64), axis=1)
     return out
-
-
-def nearest_similarity(rows: np.ndarray, sample: int = 2000, seed: int = 0) -> float:
-    """Median inner product of up to ``sample`` rows (seeded choice) with their nearest *other* row of
-    ``rows`` (unit rows: the cosine). Exact and chunked: O(sample x n), so it stays cheap on a large
-    catalogue. A catalogue of fewer than 2 rows has no neighbours: 0."""
-    m = np.asarray(rows, dtype=np.float32)
-    if len(m) < 2:
-        return 0.0
-    chosen = np.sort(np.random.default_rng(seed).permutation(len(m))[:sample])
-    top = nearest_rows(m[chosen], m, 2)
-    other = np.where(top[:, 0] == chosen, top[:, 1], top[:, 0])
-    return float(np.median(np.einsum("ij,ij->i", m[chosen], m[other])))

@@ -50,7 +50,7 @@ STYLE_HEAD_TAPS: tuple[str, ...] = ("rgb", "stem", "stage1", "stage2", "stage3",
 #: channels each tap is projected to before its Gram matrix
 GRAM_CHANNELS = 16
 #: the registry id of the shipped head
-STYLE_HEAD_MODEL = "style-head-v1"
+STYLE_HEAD_MODEL = "style-head-v2"
 _SEED = 20240404
 _EPS = 1e-5
 _RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "device"})

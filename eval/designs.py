@@ -34,7 +34,8 @@ __all__ = ["DESIGNS", "DesignConfig", "content_pool", "content_image", "design_i
 DESIGNS = ("factorial", "sparse", "singleton", "blocks")
 #: photos each role draws contents from (disjoint; the eval role's are the labelled catalogues' photos)
 _PHOTOS = {"eval": EVAL_CONTENTS,
-           "train": ("hopper", "gift", "horse", "cell", "page", "colorwheel", "microaneurysms", "brick", "grass")}
+           "train": ("hopper", "gift", "horse", "cell", "page", "colorwheel", "microaneurysms", "brick", "grass",
+                     "bikes0", "bikes40", "bikes80", "bikes160", "bikes200", "bikes240")}
 #: photo windows: (fraction of each side, centre x, centre y), larger windows first
 _WINDOWS = tuple((scale, x, y) for scale in (0.7, 0.5, 0.35) for y in (0.2, 0.5, 0.8) for x in (0.2, 0.5, 0.8))
 #: every this-many-th training content is a procedural scene (evaluation contents are photos only: a grade or

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..embed.recipe import (
-    BASE_AXES, DEFAULT_AXES, AxisRecipe, RelativeConfig, TransformKind, contents_repeat, encode,
+    BASE_AXES, DEFAULT_AXES, AxisRecipe, RelativeConfig, TransformKind, encode,
 )
 from ._io import atomic_open, sha256_file, write_npy_rows
 from .calibrate import hubness
@@ -162,8 +162,7 @@ def _build(run: RunVectors, out_dir: Path, config: IndexConfig, run_dir: Path | 
     gpu = config.gpu and gpu_available()
 
     files: dict[str, str] = {}
-    recipe = AxisRecipe.plan(config.axes, config.relative, count,
-                             repeated=contents_repeat(run.vectors, config.axes, config.relative))
+    recipe = AxisRecipe.plan(config.axes, config.relative, count)
     writer = _Writer(out_dir, generation, recipe, config, files, gpu, count)
     _, recipe = encode(recipe, run.vectors, writer)  # consumes run.vectors, one raw matrix at a time
     descriptors = {}

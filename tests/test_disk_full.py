@@ -157,7 +157,7 @@ def test_embed_with_a_simulated_full_disk_is_one_line_and_a_rerun_loses_nothing(
 def build_args(run: Path, out: Path) -> list[str]:
     # the synthetic grid's index as test_index's config() builds it: no catalogue step
     return ["index", "build", str(run), "--style", ",".join(AXES["style"]), "--content", ",".join(AXES["content"]),
-            "--content-alpha", "0", "--repeats", "no", "--out", str(out), "--quiet"]
+            "--content-alpha", "0", "--expand", "0", "--out", str(out), "--quiet"]
 
 
 def check_index_after_failure(out: Path, generation: int, result) -> None:

@@ -27,13 +27,14 @@ def index_dir(embedded_run: Path) -> Path:
 def test_indexes_hold_the_ok_clips_only(index_dir: Path, tiny_clips: list[Path]) -> None:
     searcher = Searcher.load(index_dir)
     assert sorted(searcher.video_ids) == sorted(p.stem for p in tiny_clips)
-    # content_base: the content axis before its style-relative step (embed/recipe.py); the default style
-    # axis, the learned style_head, has no catalogue step
-    assert set(searcher.manifest.axes) == {"style", "content", "content_base"}
+    # content_base / style_base: the axes before their catalogue steps (embed/recipe.py); the default style
+    # axis, the learned style_head, takes no content-relative residual, only the expansion
+    assert set(searcher.manifest.axes) == {"style", "content", "content_base", "style_base"}
     recipe = searcher.manifest.recipe
     assert recipe.step("content").alpha == 0.5 and recipe.step("content").k == TINY_RELATIVE.k
     assert searcher.manifest.axes["style"].descriptors == ("style_head",)
-    assert recipe.residual("style_head") is None and recipe.base("style") == "style"
+    assert recipe.residual("style_head") is None and recipe.step("style").m == TINY_RELATIVE.expand
+    assert searcher.manifest.axes["content"].descriptors == ("content", "content_head")
 
 
 @pytest.mark.parametrize("mode,same,differs", [

@@ -43,7 +43,7 @@ AXES = {"style": ("style_in", "style_cin"), "content": ("content",)}
 
 def config(**kwargs) -> IndexConfig:
     """IndexConfig for the synthetic grid: its descriptors, no content step, other settings as given."""
-    kwargs.setdefault("relative", RelativeConfig(content_alpha=0.0, repeats="no"))
+    kwargs.setdefault("relative", RelativeConfig(content_alpha=0.0, expand=0))
     return IndexConfig(axes=AXES, **kwargs)
 MODELS = {"vgg16-hed": "a" * 64, "clip-vit-b32": "b" * 64}
 RETAKE, DUPLICATE, PARTIAL = "c0_s0_retake", "c1_s1_dup", "c2_s2"

@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 from test_index import MODELS, write_run
 
-from styleaxis.embed.recipe import (
-    REPEAT_SIMILARITY, Expand, RelativeConfig, StyleRelative, centre_unit, contents_repeat,
-)
-from styleaxis.embed.relative import content_relative, expand_rows, nearest_rows, nearest_similarity
+from styleaxis.embed.recipe import AxisRecipe, Expand, RelativeConfig, StyleRelative
+from styleaxis.embed.relative import content_relative, expand_rows, nearest_rows
 from styleaxis.eval.retrieval import evaluate
 from styleaxis.index.build import IndexConfig, add_videos, build_indexes
 from styleaxis.index.search import SearchConfig, Searcher
@@ -225,28 +223,21 @@ def test_duplicate_filter_compares_content_before_its_step(tmp_path) -> None:
     assert not found(on_base - 1e-3) and found(on_base + 1e-3)
 
 
-def test_repeated_contents_are_detected_and_expand_a_plain_style_axis(tmp_path) -> None:
+def test_a_plain_style_axis_is_expanded_unless_expand_is_zero(tmp_path) -> None:
     rng = np.random.default_rng(3)
-    rows, labels = _grid(seed=2)  # every content in every style: contents repeat
+    rows, labels = _grid(seed=2)
     plain = rng.standard_normal((len(STYLES), 16))  # a style descriptor with no catalogue step of its own
     for r in rows:
         r["vectors"]["style_cin"] = (plain[labels[r["video_id"]][1]] + 0.05 * rng.standard_normal(16)).astype(
             np.float32)
     axes = {"style": ("style_cin",), "content": ("content",)}
-    vectors = {name: np.stack([r["vectors"][name] for r in rows]) for name in ("style_cin", "content")}
-    assert nearest_similarity(centre_unit(vectors["content"])) > REPEAT_SIMILARITY
-    assert contents_repeat(vectors, axes)
-    # one video per content (each content once): nothing repeats
-    once = {name: m[[i for i, r in enumerate(rows) if labels[r["video_id"]][1] == 0]] for name, m in vectors.items()}
-    assert nearest_similarity(centre_unit(once["content"])) < REPEAT_SIMILARITY
-    assert not contents_repeat(once, axes)
-    assert contents_repeat(once, axes, RelativeConfig(repeats="yes"))
-    assert not contents_repeat(vectors, axes, RelativeConfig(repeats="no"))
-    with pytest.raises(ValueError, match="repeats must be auto, yes or no"):
-        RelativeConfig(repeats="maybe")
-    # the build measures it and records the expansion in the recipe, which queries and --add repeat
+    # the build records the expansion in the recipe, which queries and --add repeat
     run = write_run(tmp_path / "run", rows)
-    expanded = build_indexes(run, tmp_path / "auto", IndexConfig(axes=axes)).recipe
+    expanded = build_indexes(run, tmp_path / "default", IndexConfig(axes=axes)).recipe
     assert isinstance(expanded.step("style"), Expand) and expanded.residual("style_cin") is None
-    plain_axis = build_indexes(run, tmp_path / "no", IndexConfig(axes=axes, relative=RelativeConfig(repeats="no")))
+    assert expanded.step("style").m == RelativeConfig().expand
+    plain_axis = build_indexes(run, tmp_path / "off", IndexConfig(axes=axes, relative=RelativeConfig(expand=0)))
     assert plain_axis.recipe.base("style") == "style"
+    # without a content axis there are no content neighbours to keep out: no expansion
+    alone = AxisRecipe.plan({"style": ("style_cin",)})
+    assert alone.base("style") == "style"

@@ -13,7 +13,8 @@ from styleaxis.cli.main import main
 from styleaxis.embed.embedder import EmbedConfig, Embedder
 from styleaxis.embed.registry import get_model, load_model, resolve_weights
 from styleaxis.embed.style_head import (
-    STYLE_HEAD_TAPS, StyleHead, StyleHeadTrainConfig, read_style_head, style_features, train_style_head,
+    STYLE_HEAD_MODEL, STYLE_HEAD_TAPS, StyleHead, StyleHeadTrainConfig, read_style_head, style_features,
+    train_style_head,
 )
 from styleaxis.eval.designs import DesignConfig, build_design_catalog, content_image
 from styleaxis.eval.looks import apply_look, sample_looks
@@ -37,7 +38,7 @@ def test_style_features_are_finite_and_match_the_shipped_head() -> None:
     with torch.inference_mode():
         features = style_features(encoder(torch.rand(2, 3, 64, 80), STYLE_HEAD_TAPS))
     assert features.shape[0] == 2 and torch.isfinite(features).all()
-    assert load_model("style-head-v1").arch["in_dim"] == features.shape[1]
+    assert load_model(STYLE_HEAD_MODEL).arch["in_dim"] == features.shape[1]
     # a flat grey frame (zero std everywhere) stays finite
     with torch.inference_mode():
         flat = style_features(encoder(torch.full((1, 3, 64, 64), 0.5), STYLE_HEAD_TAPS))
@@ -81,10 +82,10 @@ def test_a_style_head_file_of_another_kind_is_refused(tmp_path: Path) -> None:
 
 
 def test_shipped_head_is_registered_with_its_hash() -> None:
-    record = get_model("style-head-v1")
-    path, digest = resolve_weights("style-head-v1")
+    record = get_model(STYLE_HEAD_MODEL)
+    path, digest = resolve_weights(STYLE_HEAD_MODEL)
     assert digest == record.sha256 and path.is_file()
-    assert isinstance(load_model("style-head-v1"), StyleHead)
+    assert isinstance(load_model(STYLE_HEAD_MODEL), StyleHead)
 
 
 def test_style_head_descriptor_groups_by_look_not_by_content() -> None:
@@ -103,7 +104,7 @@ def test_style_head_descriptor_groups_by_look_not_by_content() -> None:
     vectors = embedder.embed(frames)
     z = vectors["style_head"]
     assert z.shape == (16, 128) and np.allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
-    assert "style-head-v1" in embedder.identity["models"]
+    assert STYLE_HEAD_MODEL in embedder.identity["models"]
     looks_a, contents_a = np.array(look_of), np.array(content_of)
     sims = z @ z.T
     same_look = (looks_a[:, None] == looks_a[None]) & (contents_a[:, None] != contents_a[None])

@@ -42,14 +42,8 @@ _AXES = module_constant("styleaxis.embed.recipe", "DEFAULT_AXES")
         help="Content neighbours a content-relative style descriptor (style_eff) is measured against; "
              "also the style neighbours of the content axis's step.")
 @option("model", "--expand", mirrors=(_RELATIVE, "expand"), show_default=True, type=click.IntRange(min=0),
-        help="With a content-relative style axis, or where contents repeat (--repeats), add to each video's "
-             "style vector those of its this many nearest videos on the style axis that are not among its "
-             "content neighbours (0: off).")
-@option("model", "--repeats", type=click.Choice(["auto", "yes", "no"]), mirrors=(_RELATIVE, "repeats"),
-        show_default=True,
-        help="Do contents repeat across looks in this catalogue (series, re-uploads, every photo in every "
-             "filter)? Where they do, the style axis is expanded as above; auto measures it (the median "
-             "similarity of each video to its nearest other video on the content axis).")
+        help="Add to each video's style vector those of its this many nearest videos on the style axis that are "
+             "not among its content neighbours (0: off).")
 @option("model", "--content-alpha", mirrors=(_RELATIVE, "content_alpha"), show_default=True,
         type=click.FloatRange(0, 1),
         help="The content axis subtracts this times the median content of each video's style neighbours "
@@ -73,7 +67,7 @@ _AXES = module_constant("styleaxis.embed.recipe", "DEFAULT_AXES")
         help="Seconds the previous generation's files stay for readers still loading it (deleted by a later build).")
 @option("output", "--quiet", is_flag=True, help="No progress bars.")
 def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, style: str, content: str,
-                relative_k: int, expand: int, content_alpha: float, repeats: str, whiten: str, factory: str | None,
+                relative_k: int, expand: int, content_alpha: float, whiten: str, factory: str | None,
                 memory_budget_gb: float, shards: int, hubness_k: int, target_recall: float, retire_grace_s: float,
                 quiet: bool) -> None:
     """Build the style and content indexes from RUN_DIR's videos/ Parquet (or bring them up to date with --add).
@@ -94,8 +88,7 @@ def index_build(run_dir: Path, out_dir: Path | None, add: bool, rebuild: bool, s
     try:
         config = IndexConfig(axes=axes, factory=factory, memory_budget_gb=memory_budget_gb, whiten=whiten,
                              shards=shards, hubness_k=hubness_k, target_recall=target_recall,
-                             relative=RelativeConfig(k=relative_k, expand=expand, content_alpha=content_alpha,
-                                                     repeats=repeats),
+                             relative=RelativeConfig(k=relative_k, expand=expand, content_alpha=content_alpha),
                              retire_grace_s=retire_grace_s, progress=not quiet)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
