@@ -244,6 +244,15 @@ def train_swap_inverse(**options: Any) -> None:
     _report("style-swap inverse network", _train(train_inverse, InverseTrainConfig, options), "total/feature/tv")
 
 
+def _design_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options of the heads' training catalogue (see :func:`_training_design`), shared by both heads."""
+    command = option("input", "--contents", type=click.IntRange(min=8), default=96, show_default=True,
+                     help="Distinct training contents when the catalogue is built (blocks of 8; each look covers 2 "
+                          "blocks).")(command)
+    return option("input", "--looks-per-family", type=click.IntRange(min=1), default=16, show_default=True,
+                  help="Training looks drawn from each look family when the catalogue is built.")(command)
+
+
 def _training_design(out_dir: Path, looks_per_family: int, contents: int) -> Path:
     """Build (or resume) the heads' training catalogue into OUT/catalog: the ``blocks`` design of the ``train``
     role, whose looks and contents `eval catalog --design` never uses."""
@@ -259,10 +268,7 @@ def _training_design(out_dir: Path, looks_per_family: int, contents: int) -> Pat
 @option("input", "--catalog", "catalog_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
         default=None, help="Training catalog.csv (path, content, style). Default: build the training design (the "
                            "style head's: looks and contents disjoint from `eval catalog`) into OUT/catalog.")
-@option("input", "--looks-per-family", type=click.IntRange(min=1), default=16, show_default=True,
-        help="Training looks drawn from each look family when the catalogue is built.")
-@option("input", "--contents", type=click.IntRange(min=8), default=96, show_default=True,
-        help="Distinct training contents when the catalogue is built (blocks of 8; each look covers 2 blocks).")
+@_design_options
 @option("model", "--steps", type=click.IntRange(min=1), mirrors=(_HEAD, "steps"), show_default=True,
         help="Optimisation steps.")
 @option("model", "--contents-per-batch", type=click.IntRange(min=2), mirrors=(_HEAD, "contents_per_batch"),
@@ -316,10 +322,7 @@ def content_head(out_dir: Path, catalog_csv: Path | None, looks_per_family: int,
 @option("input", "--catalog", "catalog_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
         default=None, help="Training catalog.csv (path, content, style = the look). Default: build the training "
                            "design into OUT/catalog (looks and contents disjoint from `eval catalog --design`).")
-@option("input", "--looks-per-family", type=click.IntRange(min=1), default=16, show_default=True,
-        help="Training looks drawn from each look family when the catalogue is built.")
-@option("input", "--contents", type=click.IntRange(min=8), default=96, show_default=True,
-        help="Distinct training contents when the catalogue is built (blocks of 8; each look covers 2 blocks).")
+@_design_options
 @option("model", "--steps", type=click.IntRange(min=1), mirrors=(_STYLE_HEAD, "steps"), show_default=True,
         help="Optimisation steps.")
 @option("model", "--looks-per-batch", type=click.IntRange(min=2), mirrors=(_STYLE_HEAD, "looks_per_batch"),
