@@ -8,8 +8,9 @@ same vector) and L2 normalisation.
 
 It is trained on looks (``styleaxis train content-head``; by default on the training design of
 :mod:`styleaxis.eval.designs`, the catalogue the style head trains on: train-role looks of every look
-family on training photos and procedural scenes, disjoint from the evaluation designs and splits) with the
-supervised contrastive loss of Khosla et al. 2020 ("Supervised Contrastive Learning", eq. 2):
+family on training photos, frames of camera footage and procedural scenes, disjoint from the evaluation
+designs and splits) with the supervised contrastive loss of Khosla et al. 2020 ("Supervised Contrastive
+Learning", eq. 2):
 
     L = sum_i -1/|P(i)| sum_{p in P(i)} log( exp(z_i . z_p / tau) / sum_{a != i} exp(z_i . z_a / tau) )
 
@@ -56,7 +57,7 @@ CONTENT_GRID = 4
 CONTENT_HEAD_MODEL = "content-head-v2"
 #: config fields a resumed run may change; any other difference from the checkpoint is refused
 _RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "device"})
-#: whitening shrinkage the head's input is computed with (the v1 weights were trained on it)
+#: whitening shrinkage the head's input is computed with (the shipped weights were trained on it)
 HEAD_WHITEN_EPS = 1e-2
 
 

@@ -7,8 +7,9 @@
   looks that share contents (the hard negatives of the style head's loss).
 
 Contents are shipped photos and windows of them at several scales and positions (as a clip's frames pan
-and zoom); training also uses procedural scenes. The ``eval`` and ``train`` roles draw disjoint photos,
-and looks come from :mod:`styleaxis.eval.looks` with the role's own parameters.
+and zoom); training also uses frames of shipped camera footage (one per shot) and procedural scenes.
+The ``eval`` and ``train`` roles draw disjoint photos, and looks come from :mod:`styleaxis.eval.looks`
+with the role's own parameters.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from .looks import Look, LookStylist, sample_looks
 __all__ = ["DESIGNS", "DesignConfig", "content_pool", "content_image", "design_items", "build_design_catalog"]
 
 DESIGNS = ("factorial", "sparse", "singleton", "blocks")
-#: photos each role draws contents from (disjoint; the eval role's are the labelled catalogues' photos)
+#: photos each role draws contents from (disjoint; the eval role's are the labelled catalogues' photos; the
+#: train role's include six frames of real footage: without them it held 2 natural colour photographs of 9)
 _PHOTOS = {"eval": EVAL_CONTENTS,
            "train": ("hopper", "gift", "horse", "cell", "page", "colorwheel", "microaneurysms", "brick", "grass",
                      "bikes0", "bikes40", "bikes80", "bikes160", "bikes200", "bikes240")}
