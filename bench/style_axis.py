@@ -37,7 +37,7 @@ from styleaxis.embed.relative import (
 from styleaxis.embed.style_head import STYLE_HEAD_MODEL, STYLE_HEAD_TAPS, read_style_head, style_features
 from styleaxis.eval.catalog import embed_catalog, read_catalog
 from styleaxis.eval.designs import DesignConfig, build_design_catalog, design_items
-from styleaxis.eval.retrieval import per_query_metrics, summarize
+from styleaxis.eval.retrieval import largest_k, per_query_metrics, summarize
 
 DESCRIPTORS = ("style_eff", "style_cin", "content", "content_head")
 
@@ -129,11 +129,6 @@ def _markdown(frame: pd.DataFrame, digits: int = 3, index: bool = False) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
 
 
-def _largest_k(table: pd.DataFrame) -> int:
-    per_look = table.groupby("style")["content"].nunique().min()
-    return int(max(1, min(10, per_look - 1)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "styleaxis-designs")
@@ -155,7 +150,7 @@ def main() -> None:
         table = tables[design]
         vectors = ({name: m[sparse_rows] for name, m in full["factorial"].items()} if design == "sparse"
                    else full[design])
-        k = _largest_k(table)
+        k = largest_k(table["content"], table["style"])
         for name, (axis, matrix) in variants(vectors).items():
             pq = per_query_metrics(matrix, table["content"], table["style"], axis, k=k)
             s = summarize(pq)

@@ -27,26 +27,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .functional import l2_normalize, symmetric_grid_pool, whiten
-from .images import resize_short_side
-from .registry import load_model, resolve_weights
+from .registry import shared_model
 from .training import (
-    Trainer, cached, check_items, export_model, fit, items_digest, load_rgb, read_arch_state, save_arch_state,
-    supcon_loss, to_tensor,
+    Trainer, TrainResult, cached, check_items, encode_files, items_digest, read_arch_state, save_arch_state,
+    supcon_loss, train_and_export,
 )
 
 __all__ = [
     "HEAD_ENCODER", "HEAD_TAP", "CONTENT_HEAD_MODEL", "ContentHead", "save_content_head",
-    "read_content_head", "content_head_vector", "ContentHeadTrainConfig", "ContentHeadTrainResult",
-    "train_content_head",
+    "read_content_head", "content_head_vector", "ContentHeadTrainConfig", "train_content_head",
 ]
 
 #: the frozen encoder and tap the head reads
@@ -56,7 +52,6 @@ CONTENT_GRID = 4
 #: the registry record of the shipped head behind the ``content_head`` descriptor
 CONTENT_HEAD_MODEL = "content-head-v2"
 #: config fields a resumed run may change; any other difference from the checkpoint is refused
-_RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "device"})
 #: whitening shrinkage the head's input is computed with (the shipped weights were trained on it)
 HEAD_WHITEN_EPS = 1e-2
 
@@ -103,16 +98,11 @@ def read_content_head(path: str | os.PathLike[str]) -> ContentHead:
     return read_arch_state(path, ContentHead, "content head")
 
 
-@lru_cache(maxsize=4)
-def _shipped_head(device: str) -> ContentHead:
-    return load_model(CONTENT_HEAD_MODEL).to(device)
-
-
 def content_head_vector(taps: dict[str, torch.Tensor]) -> torch.Tensor:
     """The ``content_head`` descriptor: the shipped head (hash-checked, loaded once) on the stage-5 map of the
     EfficientNet pass the Embedder already makes."""
     feat = taps[HEAD_TAP]
-    return _shipped_head(str(feat.device))(feat)
+    return shared_model(CONTENT_HEAD_MODEL, str(feat.device))(feat)
 
 
 # --------------------------------------------------------------------------- training
@@ -163,29 +153,13 @@ class ContentHeadTrainConfig:
                              f"{self.temperature} and {self.steps}")
 
 
-@dataclass(frozen=True)
-class ContentHeadTrainResult:
-    """The exported head file, its sha256, the last step and the loss history (one column, total)."""
-
-    model_path: Path
-    sha256: str
-    step: int
-    history: torch.Tensor
-
-
 def _encode_items(items: Sequence[tuple[str, str, str]], encoder: nn.Module, config: ContentHeadTrainConfig,
                   progress: bool) -> list[torch.Tensor]:
     """The encoder's stage-5 map of every item (fp16, CPU), cached in out_dir/features.pt by item list."""
-    def encode() -> list[torch.Tensor]:
-        maps = []
-        with torch.inference_mode():
-            for path, _, _ in tqdm(items, disable=not progress, desc="encode", unit="image"):
-                image = resize_short_side(to_tensor(load_rgb(path))[0], config.short_side)[None].to(config.device)
-                maps.append(encoder(image, (HEAD_TAP,))[HEAD_TAP][0].half().cpu())
-        return maps
-
     digest = items_digest(items) + f"/{config.encoder}/{config.short_side}"
-    return list(cached(Path(config.out_dir) / "features.pt", digest, encode))
+    return list(cached(Path(config.out_dir) / "features.pt", digest, lambda: [
+        m[0].half() for m in encode_files([p for p, _, _ in items], lambda x: encoder(x, (HEAD_TAP,))[HEAD_TAP],
+                                          config.short_side, config.device, progress)]))
 
 
 class _HeadTrainer(Trainer):
@@ -243,19 +217,12 @@ class _HeadTrainer(Trainer):
 
 
 def train_content_head(items: Sequence[tuple[str, str, str]], config: ContentHeadTrainConfig,
-                       progress: bool = True, resume: bool = True) -> ContentHeadTrainResult:
+                       progress: bool = True, resume: bool = True) -> TrainResult:
     """Train (or resume) a content head on labelled images ``items`` = (path, content, style); returns
     the exported ``out_dir/content_head.pt`` with its sha256 (also in ``content_head.pt.sha256``)."""
     check_items(items, "train_content_head")
-    out = Path(config.out_dir)
     trainer = _HeadTrainer(items, config, progress)
-    identity = {"encoder": config.encoder, "encoder_sha256": resolve_weights(config.encoder)[1],
-                "items": len(items), "items_sha256": items_digest(items),
-                "contents": len(trainer.by_content), "styles": len(trainer.styles)}
-    summary = fit(trainer, config, out, identity, progress=progress, resume=resume,
-                  resumable=_RESUMABLE_CHANGES, desc="train content head")
-    trainer.model.eval()
-    path = save_content_head(trainer.model, out / "content_head.pt")
-    digest = export_model(path, {"step": trainer.step, "arch": trainer.model.arch, "config": asdict(config),
-                                 **summary})
-    return ContentHeadTrainResult(path, digest, trainer.step, torch.tensor(trainer.history).reshape(-1, 1))
+    identity = {"items": len(items), "items_sha256": items_digest(items), "contents": len(trainer.by_content),
+                "styles": len(trainer.styles)}
+    return train_and_export(trainer, config, save_content_head, "content_head.pt", progress, resume,
+                            desc="train content head", identity=identity, sidecar={"arch": trainer.model.arch})

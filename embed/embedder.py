@@ -35,19 +35,20 @@ class EmbedConfig:
 
     Attributes:
         descriptors: output columns to compute (see ``styleaxis.embed.descriptors``). The default is what
-            the default index axes read (``style_head``, ``content``: one EfficientNet pass) plus the cheap
-            ``style_cin`` and ``style_eff`` (the former style default, a mean of taps already computed);
+            the default index axes read (``style_head``, ``content``, ``content_head``: one EfficientNet pass)
+            plus the cheap ``style_cin`` and ``style_eff`` (the former style default, a mean of taps already
+            computed);
             the VGG statistics (``style_in``, ``style_gram``) cost most and are opt-in.
         short_side: frames are resized so their short side is this many pixels.
         center_crop: crop the resized frame to a centred square.
         batch_size: frames per forward pass; 0 (the default) picks by device: 1 on a CPU, where a frame's
-            activations then stay in cache (2.5x the frames/s of batch 8 and 3x that of batch 32 for the
-            default descriptors on the 2-core machine: bench/RESULTS.md), 64 on CUDA.
+            activations then stay in cache (1.5-2.6x the frames/s of batch 8 and 2.4-2.9x that of batch 32 for
+            the default descriptors on the 2-core machine, over three runs: bench/RESULTS.md), 64 on CUDA.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         precision: ``"fp32"`` (the reference), or ``"fp16"``/``"bf16"`` autocast for the encoders
             (descriptor arithmetic stays fp32).
         channels_last: NHWC memory format for batches and models (faster convolutions on CUDA, and on
-            the CPU: 1.12x alone, 1.25x with ``fold_bn``, for the default descriptors at batch 1).
+            the CPU: 1.07-1.12x alone, 1.13-1.25x with ``fold_bn``, for the default descriptors at batch 1).
         fold_bn: fold the EfficientNet's batch norms into its convolutions (same function up to float
             rounding: cosine to the unfolded model 1.000000 on every default descriptor; bench/RESULTS.md).
         compile: ``torch.compile`` each encoder (a compile per input shape on first use).

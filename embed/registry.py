@@ -26,6 +26,7 @@ import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ __all__ = [
     "sha256_file",
     "resolve_weights",
     "load_model",
+    "shared_model",
     "load_checkpoint",
     "fetch",
 ]
@@ -242,6 +244,13 @@ def load_model(name: str, path: str | os.PathLike[str] | None = None) -> torch.n
     """
     p, _ = resolve_weights(name, path)
     return get_model(name).build(p).eval()
+
+
+@lru_cache(maxsize=16)
+def shared_model(name: str, device: str) -> torch.nn.Module:
+    """:func:`load_model` on ``device``, once per process: the small trained heads a descriptor runs on another
+    encoder's taps, frame after frame (the Embedder's encoders are its own)."""
+    return load_model(name).to(device)
 
 
 def fetch(name: str) -> Path:

@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,14 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from .images import resize_short_side
-from .registry import load_checkpoint, load_model
+from .registry import load_checkpoint, load_model, resolve_weights
 
 __all__ = [
     "IMAGE_SUFFIXES", "list_images", "load_rgb", "to_tensor", "to_uint8", "CropSampler", "content_style_crops",
     "Checkpoints",
-    "write_text", "write_json", "save_image_grid", "Trainer", "fit", "export_model", "save_arch_state",
-    "read_arch_state", "supcon_loss", "items_digest", "check_items", "cached",
+    "write_text", "write_json", "save_image_grid", "Trainer", "fit", "export_model", "RESUMABLE_CHANGES",
+    "TrainResult", "train_and_export", "save_arch_state",
+    "read_arch_state", "supcon_loss", "items_digest", "check_items", "encode_files", "cached",
 ]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
@@ -333,6 +334,36 @@ def export_model(path: Path, sidecar: dict[str, Any]) -> str:
     return digest
 
 
+#: config fields a resumed run may change; any other difference from the checkpoint's config is refused
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "preview_every", "device"})
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced: the exported network file, its sha256, the last step and the loss
+    history (one row per step, the trainer's loss columns)."""
+
+    model_path: Path
+    sha256: str
+    step: int
+    history: torch.Tensor
+
+
+def train_and_export(trainer: Trainer, config: Any, save: Callable[[torch.nn.Module, Path], Path],
+                     filename: str, progress: bool = True, resume: bool = True, desc: str = "train",
+                     identity: Mapping[str, Any] | None = None, sidecar: Mapping[str, Any] | None = None) -> TrainResult:
+    """Run :func:`fit` (resume, checkpoints, previews), then write the network with ``save(model, out_dir /
+    filename)`` and record its sha256 and sidecar (step, ``sidecar``, config, losses, the identity of
+    ``config.encoder``, the frozen network it trains against, plus ``identity``). ``config`` is a frozen
+    dataclass with at least ``out_dir`` and ``encoder``."""
+    out = Path(config.out_dir)
+    who = {"encoder": config.encoder, "encoder_sha256": resolve_weights(config.encoder)[1], **(identity or {})}
+    summary = fit(trainer, config, out, who, progress=progress, resume=resume, resumable=RESUMABLE_CHANGES, desc=desc)
+    path = save(trainer.model, out / filename)
+    digest = export_model(path, {"step": trainer.step, **(sidecar or {}), "config": asdict(config), **summary})
+    return TrainResult(path, digest, trainer.step, torch.tensor(trainer.history))
+
+
 def save_arch_state(module: torch.nn.Module, path: str | os.PathLike[str]) -> Path:
     """Write a small model as ``{"arch": module.arch, "state_dict": fp32 CPU tensors}``, atomically: the
     file format of the trained heads, read back by :func:`read_arch_state` without unpickling code."""
@@ -389,6 +420,17 @@ def check_items(items: Sequence[tuple[str, str, str]], what: str) -> None:
     if missing:
         raise FileNotFoundError(f"{len(missing)} training images not found, e.g. {missing[0]}")
 
+
+def encode_files(paths: Sequence[str], encode: Callable[[torch.Tensor], torch.Tensor], short_side: int,
+                 device: str = "cpu", progress: bool = True) -> list[torch.Tensor]:
+    """``encode(image)`` of each image file, read and resized to ``short_side`` as the Embedder resizes it
+    ((1, 3, H, W) on ``device``, inference mode), moved to the CPU: the trainers' frozen-encoder pass."""
+    out = []
+    with torch.inference_mode():
+        for path in tqdm(paths, disable=not progress, desc="encode", unit="image"):
+            image = resize_short_side(to_tensor(load_rgb(path))[0], short_side)[None].to(device)
+            out.append(encode(image).cpu())
+    return out
 
 def cached(path: Path, digest: str, compute: Callable[[], Any]) -> Any:
     """The value stored at ``path`` under ``digest``, else ``compute()``, stored there atomically first: the

@@ -36,16 +36,16 @@ from PIL import Image, ImageFilter
 
 from styleaxis.stylize.stylize import StylizeConfig, make_stylizer
 
-from .catalog import _pil, photo
+from .catalog import _ERASING_CIN26, EVAL_CIN26, EVAL_NEURAL_STYLES, TRAIN_STYLES, _luma, _pil, photo
 
 __all__ = ["FAMILIES", "Look", "IDENTITY", "sample_looks", "apply_look", "LookStylist", "texture"]
 
-_LUMA = np.array([0.299, 0.587, 0.114])
-#: cin26 styles each role may draw (17 erases content and is used nowhere; see eval.catalog)
-_CIN26 = {"eval": (2, 5, 8, 11, 14, 18, 20, 23), "train": (0, 1, 3, 4, 6, 7, 9, 10, 12, 13, 15, 16, 19, 21, 22, 24, 25)}
-#: shipped photos each role may use as an arbitrary-stylisation style image
-_STYLE_PHOTOS = {"eval": ("gravel", "text", "logo", "phantom"),
-                 "train": ("brick", "grass", "page", "cell", "hopper", "gift", "horse", "microaneurysms")}
+#: cin26 styles each role may draw: the labelled catalogues' evaluation styles, and every other one for
+#: training (but 17, which erases content and is used nowhere; see eval.catalog)
+_CIN26 = {"eval": EVAL_CIN26, "train": tuple(i for i in range(26) if i not in EVAL_CIN26 and i != _ERASING_CIN26)}
+#: shipped photos each role may use as an arbitrary-stylisation style image: the labelled catalogues' own
+_STYLE_PHOTOS = {role: tuple(s.removeprefix("photo-") for s in styles if s.startswith("photo-"))
+                 for role, styles in (("eval", EVAL_NEURAL_STYLES), ("train", TRAIN_STYLES))}
 #: base seeds of the two roles; a look's parameters come from (role seed, family, index)
 _ROLE_SEEDS = {"eval": 7_000_003, "train": 11}
 
@@ -187,10 +187,6 @@ def _visible(look: Look) -> bool:
 
 
 # --------------------------------------------------------------------------- the families' renderings
-def _luma(img: np.ndarray) -> np.ndarray:
-    return img @ _LUMA
-
-
 def _grey_blur(grey: np.ndarray, radius: float) -> np.ndarray:
     out = Image.fromarray((np.clip(grey, 0, 1) * 255).round().astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius))
     return np.asarray(out).astype(np.float64) / 255.0

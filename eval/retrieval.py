@@ -40,7 +40,7 @@ from ..embed.recipe import DEFAULT_AXES, RelativeConfig, centre_unit, combine_bl
 from .io import atomic_write
 
 __all__ = [
-    "Axis", "PRECISION_NAMES", "axis_of", "axis_matrix",
+    "Axis", "PRECISION_NAMES", "axis_of", "axis_matrix", "largest_k",
     "per_query_metrics",
     "summarize",
     "RetrievalReport", "evaluate", "plot_per_style",
@@ -70,6 +70,13 @@ def axis_matrix(blocks: Sequence[np.ndarray], center: bool = True) -> np.ndarray
             raise ValueError(f"block {i}: expected an ({n}, D) matrix, got shape {b.shape}")
         parts.append(centre_unit(b) if center else b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12))
     return combine_blocks(parts)
+
+
+def largest_k(contents: Sequence[Any] | np.ndarray, styles: Sequence[Any] | np.ndarray, cap: int = 10) -> int:
+    """The largest P@k cut-off (at most ``cap``) every query of a labelled catalogue can fill with right
+    answers on the style axis: its look's other contents, at least (the smallest look's contents) - 1."""
+    per_look = pd.DataFrame({"content": np.asarray(contents), "style": np.asarray(styles)}).groupby("style")
+    return int(max(1, min(cap, per_look["content"].nunique().min() - 1)))
 
 
 def _expected_ap(relevant: int, ranked: int) -> float:

@@ -10,9 +10,9 @@ One element is one video, from decoding to the sink: its keyframes are embedded 
 shared its batch. A video that cannot be decoded or embedded flows on as a ``failed`` row with the
 error: the dead letters land in ``videos/``, and one bad file never stops the job. Decoding runs in
 a persistent child process with a time limit, a few videos ahead of the model so that the two
-overlap (:mod:`styleaxis.pipelines.decode`); a decoder that hangs or crashes costs one ``failed`` row. The writer stages complete shards as it goes; the
-driver commits them when the pipeline ends, and the next run commits what a killed run staged
-(:mod:`styleaxis.pipelines.store`).
+overlap (:mod:`styleaxis.pipelines.decode`); a decoder that hangs or crashes costs one ``failed``
+row. The writer stages complete shards as it goes; the driver commits them when the pipeline ends,
+and the next run commits what a killed run staged (:mod:`styleaxis.pipelines.store`).
 
 The local default runner is Beam's in-process FnApiRunner (the "DirectRunner" name first tries to
 download Prism, which cannot work offline); ``--runner`` and every other pipeline option pass

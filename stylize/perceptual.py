@@ -4,24 +4,22 @@ training run around it.
 :class:`PerceptualLoss` holds the Gram targets of one or several styles and scores a batch of outputs
 against their inputs and the style each sample was asked for; Johnson networks, N-style CIN networks and
 StyleBank train with it. :class:`TrainRunConfig` holds the settings every training run has (run folder,
-crops, Adam, checkpoints, previews, seed, device), :class:`PerceptualTrainConfig` adds the loss's, and
-:func:`train_and_export` runs :func:`~styleaxis.embed.training.fit` and writes the network with its sha256.
+crops, Adam, checkpoints, previews, seed, device) and :class:`PerceptualTrainConfig` adds the loss's;
+:func:`~styleaxis.embed.training.train_and_export` (every trainer's, imported here for these networks) runs
+the loop and writes the network with its sha256.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 
 from styleaxis.embed.functional import gram
 from styleaxis.embed.images import resize_short_side
-from styleaxis.embed.registry import resolve_weights
-from styleaxis.embed.training import Trainer, export_model, fit, load_rgb, to_tensor
+from styleaxis.embed.training import RESUMABLE_CHANGES, TrainResult, load_rgb, to_tensor, train_and_export
 from styleaxis.embed.vgg import VGGEncoder
 
 from .losses import content_loss, gram_style_loss, total_variation
@@ -79,8 +77,6 @@ def load_style_image(path: str | os.PathLike[str], size: int) -> torch.Tensor:
 
 
 # -- train
-#: config fields a resumed run may change; any other difference from the checkpoint's config is refused
-RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "preview_every", "device"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,28 +142,3 @@ class PerceptualTrainConfig(TrainRunConfig):
         return PerceptualLoss(encoder, [load_style_image(s, self.style_size).to(device) for s in styles],
                               self.content_tap, self.style_weights, self.content_weight, self.style_weight,
                               self.tv_weight)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a training run produced: the exported network file, its sha256, the last step and the loss
-    history (one row per step, the trainer's loss columns)."""
-
-    model_path: Path
-    sha256: str
-    step: int
-    history: torch.Tensor
-
-
-def train_and_export(trainer: Trainer, config: TrainRunConfig, save: Callable[[nn.Module, Path], Path],
-                     filename: str, progress: bool = True, resume: bool = True, desc: str = "train",
-                     identity: Mapping[str, Any] | None = None, sidecar: Mapping[str, Any] | None = None) -> TrainResult:
-    """Run :func:`~styleaxis.embed.training.fit` (resume, checkpoints, previews), then write the network with
-    ``save(model, out_dir / filename)`` and record its sha256 and sidecar (step, ``sidecar``, config, losses,
-    the loss network's identity plus ``identity``)."""
-    out = Path(config.out_dir)
-    who = {"encoder": config.encoder, "encoder_sha256": resolve_weights(config.encoder)[1], **(identity or {})}
-    summary = fit(trainer, config, out, who, progress=progress, resume=resume, resumable=RESUMABLE_CHANGES, desc=desc)
-    path = save(trainer.model, out / filename)
-    digest = export_model(path, {"step": trainer.step, **(sidecar or {}), "config": asdict(config), **summary})
-    return TrainResult(path, digest, trainer.step, torch.tensor(trainer.history))

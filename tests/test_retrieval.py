@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from styleaxis.eval.retrieval import _expected_ap, axis_matrix, evaluate, per_query_metrics, summarize
+from styleaxis.eval.retrieval import _expected_ap, axis_matrix, evaluate, largest_k, per_query_metrics, summarize
 
 N_CONTENT, N_STYLE = 13, 12
 
@@ -147,3 +147,12 @@ def test_r_precision_uses_each_querys_own_number_of_relevant_items() -> None:
     perfect = per_query_metrics(np.array([[1.0, 0], [1, 0.01], [0, 1], [0.01, 1]]), contents, styles, "style", k=3)
     assert (perfect["precision_r"] == 1.0).all()
     assert summarize(perfect)["precision_r"] == 1.0
+
+
+def test_largest_k_is_what_the_smallest_look_allows() -> None:
+    # look a shows 3 contents, look b 12: a query in a has 2 right answers of other content
+    contents = ["c0", "c1", "c2"] + [f"c{i}" for i in range(12)]
+    styles = ["a"] * 3 + ["b"] * 12
+    assert largest_k(contents, styles) == 2
+    assert largest_k([f"c{i}" for i in range(30)], ["a"] * 30) == 10  # capped
+    assert largest_k(["c0", "c0"], ["a", "a"]) == 1  # never below 1

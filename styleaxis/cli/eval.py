@@ -278,7 +278,7 @@ def retrieval(catalog_csv: Path, descriptors: str, k: int | None, out_dir: Path 
     from styleaxis.embed.embedder import EmbedConfig
     from styleaxis.eval.catalog import embed_catalog, read_catalog
     from styleaxis.embed.recipe import DEFAULT_AXES
-    from styleaxis.eval.retrieval import axis_of, evaluate
+    from styleaxis.eval.retrieval import axis_of, evaluate, largest_k
 
     names = split_names(descriptors)
     table = read_catalog(catalog_csv)
@@ -288,8 +288,7 @@ def retrieval(catalog_csv: Path, descriptors: str, k: int | None, out_dir: Path 
             else tuple(n for n in names if axis_of(n) == axis) for axis in ("style", "content")}
     extra = [n for n in names if not any(n in used for used in axes.values())]
     if k is None:
-        # a query's same-look items of other contents: at least (its look's contents) - 1
-        k = int(max(1, min(10, table.groupby("style")["content"].nunique().min() - 1)))
+        k = largest_k(table["content"], table["style"])
     report = evaluate(vectors, table["content"], table["style"], axes, k=k, extra=extra)
     if out_dir is not None:
         report.save(out_dir)

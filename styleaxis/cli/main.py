@@ -81,7 +81,7 @@ _POLICY = "styleaxis.media.video.KeyframePolicy"
         type=click.IntRange(min=0),
         help="Frames per forward pass; 0 picks by device (1 on a CPU, where it is fastest; 64 on CUDA).")
 @option("performance", "--compile", "compile_models", is_flag=True,
-        help="torch.compile the encoders: 1.2x the default steady state on the 2-core CPU (bench/RESULTS.md) "
+        help="torch.compile the encoders: 1.06-1.2x the default's frames/s on the 2-core CPU (bench/RESULTS.md) "
              "for a start-up of a minute or more per frame size; for long runs.")
 @option("performance", "--threads", type=click.IntRange(min=1), default=None,
         help="torch CPU threads in this process (default: one per core). On a machine that other work shares, "

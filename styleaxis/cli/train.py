@@ -244,52 +244,74 @@ def train_swap_inverse(**options: Any) -> None:
     _report("style-swap inverse network", _train(train_inverse, InverseTrainConfig, options), "total/feature/tv")
 
 
-def _design_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The options of the heads' training catalogue (see :func:`_training_design`), shared by both heads."""
-    command = option("input", "--contents", type=click.IntRange(min=8), default=96, show_default=True,
-                     help="Distinct training contents when the catalogue is built (blocks of 8; each look covers 2 "
-                          "blocks).")(command)
-    return option("input", "--looks-per-family", type=click.IntRange(min=1), default=16, show_default=True,
-                  help="Training looks drawn from each look family when the catalogue is built.")(command)
+def _head_options(config: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options both trained heads share (run folder, training catalogue, optimisation, device), with the
+    defaults of ``config``, the head's train config; each command adds its batch shape and architecture."""
+    options = [
+        option("output", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+               help="Run folder: catalog/ (when built), checkpoints/, features.pt, the exported head (+ .sha256, "
+                    ".json); a rerun resumes."),
+        option("input", "--catalog", "catalog_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+               default=None, help="Training catalog.csv (path, content, style = the look). Default: build the "
+                                  "training design into OUT/catalog (looks and contents disjoint from `eval "
+                                  "catalog`)."),
+        option("input", "--looks-per-family", type=click.IntRange(min=1), default=16, show_default=True,
+               help="Training looks drawn from each look family when the catalogue is built."),
+        option("input", "--contents", type=click.IntRange(min=8), default=96, show_default=True,
+               help="Distinct training contents when the catalogue is built (blocks of 8; each look covers 2 "
+                    "blocks)."),
+        option("model", "--steps", type=click.IntRange(min=1), mirrors=(config, "steps"), show_default=True,
+               help="Optimisation steps."),
+        option("model", "--hidden", type=click.IntRange(min=1), mirrors=(config, "hidden"), show_default=True,
+               help="Width of the head's hidden layer."),
+        option("model", "--lr", type=float, mirrors=(config, "lr"), show_default=True,
+               help="AdamW learning rate (cosine decay)."),
+        option("model", "--temperature", type=float, mirrors=(config, "temperature"), show_default=True,
+               help="SupCon temperature."),
+        option("model", "--seed", type=int, mirrors=(config, "seed"), show_default=True),
+        option("performance", "--device", mirrors=(config, "device"), show_default=True, help="cpu or cuda."),
+        option("performance", "--threads", type=click.IntRange(min=1), default=None,
+               help="torch CPU threads (1 when other jobs share the cores: oversubscribed threads slow torch "
+                    "down many times)."),
+    ]
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        for add in reversed(options):
+            f = add(f)
+        return f
+
+    return decorate
 
 
-def _training_design(out_dir: Path, looks_per_family: int, contents: int) -> Path:
-    """Build (or resume) the heads' training catalogue into OUT/catalog: the ``blocks`` design of the ``train``
-    role, whose looks and contents `eval catalog --design` never uses."""
+def _head_items(out_dir: Path, catalog_csv: Path | None, looks_per_family: int, contents: int,
+                threads: int | None) -> list[tuple[str, str, str]]:
+    """Set the threads, then the (path, content, look) items of ``catalog_csv``, or of the heads' training
+    catalogue built (or resumed) into OUT/catalog: the ``blocks`` design of the ``train`` role, whose looks
+    and contents `eval catalog` never uses."""
+    from styleaxis.eval.catalog import read_catalog
     from styleaxis.eval.designs import DesignConfig, build_design_catalog
 
-    design = DesignConfig(design="blocks", role="train", looks_per_family=looks_per_family, contents=contents)
-    return build_design_catalog(out_dir / "catalog", design)
+    set_threads(threads)
+    if catalog_csv is None:
+        design = DesignConfig(design="blocks", role="train", looks_per_family=looks_per_family, contents=contents)
+        catalog_csv = build_design_catalog(out_dir / "catalog", design)
+    table = read_catalog(catalog_csv)
+    if (table["kind"] == "video").any():
+        raise ValueError(f"{catalog_csv}: the heads train on images; video rows found")
+    return list(zip(table["path"], table["content"], table["style"]))
 
 
 @train.command("content-head")
-@option("output", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-        help="Run folder: checkpoints/, features.pt, content_head.pt (+ .sha256, .json); a rerun resumes.")
-@option("input", "--catalog", "catalog_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        default=None, help="Training catalog.csv (path, content, style). Default: build the training design (the "
-                           "style head's: looks and contents disjoint from `eval catalog`) into OUT/catalog.")
-@_design_options
-@option("model", "--steps", type=click.IntRange(min=1), mirrors=(_HEAD, "steps"), show_default=True,
-        help="Optimisation steps.")
+@_head_options(_HEAD)
 @option("model", "--contents-per-batch", type=click.IntRange(min=2), mirrors=(_HEAD, "contents_per_batch"),
-        show_default=True)
+        show_default=True, help="Contents in a batch.")
 @option("model", "--views-per-content", type=click.IntRange(min=2), mirrors=(_HEAD, "views_per_content"),
-        show_default=True, help="Styles per content in a batch (positives share content, not style).")
-@option("model", "--hidden", type=click.IntRange(min=1), mirrors=(_HEAD, "hidden"), show_default=True,
-        help="Width of the head's hidden layer.")
+        show_default=True, help="Looks per content in a batch (positives share content, not look).")
 @option("model", "--grid", type=click.IntRange(min=1), mirrors=(_HEAD, "grid"), show_default=True,
         help="Pooling grid side.")
-@option("model", "--lr", type=float, mirrors=(_HEAD, "lr"), show_default=True,
-        help="AdamW learning rate (cosine decay).")
-@option("model", "--temperature", type=float, mirrors=(_HEAD, "temperature"), show_default=True,
-        help="SupCon temperature.")
-@option("model", "--seed", type=int, mirrors=(_HEAD, "seed"), show_default=True)
-@option("performance", "--device", mirrors=(_HEAD, "device"), show_default=True, help="cpu or cuda.")
-@option("performance", "--threads", type=click.IntRange(min=1), default=None,
-        help="torch CPU threads (1 when other jobs share the cores: oversubscribed threads slow torch down many times).")
 def content_head(out_dir: Path, catalog_csv: Path | None, looks_per_family: int, contents: int, steps: int,
-                 contents_per_batch: int, views_per_content: int, hidden: int, grid: int, lr: float,
-                 temperature: float, seed: int, device: str, threads: int | None) -> None:
+                 hidden: int, lr: float, temperature: float, seed: int, device: str, threads: int | None,
+                 contents_per_batch: int, views_per_content: int, grid: int) -> None:
     """Train the content projection head on stylisations (supervised contrastive, Khosla et al. 2020).
 
     The head maps the frozen EfficientNet-Lite0 stage-5 map (WCT-whitened) through a position-wise MLP (a
@@ -299,49 +321,24 @@ def content_head(out_dir: Path, catalog_csv: Path | None, looks_per_family: int,
     the exported file and its sha256.
     """
     from styleaxis.embed.content_head import ContentHeadTrainConfig, train_content_head
-    from styleaxis.eval.catalog import read_catalog
 
-    set_threads(threads)
-    if catalog_csv is None:
-        catalog_csv = _training_design(out_dir, looks_per_family, contents)
-    table = read_catalog(catalog_csv)
-    if (table["kind"] == "video").any():
-        raise ValueError(f"{catalog_csv}: the content head trains on images; video rows found")
+    items = _head_items(out_dir, catalog_csv, looks_per_family, contents, threads)
     config = ContentHeadTrainConfig(out_dir=str(out_dir), steps=steps, contents_per_batch=contents_per_batch,
                                     views_per_content=views_per_content, hidden=hidden, grid=grid, lr=lr,
                                     temperature=temperature, seed=seed, device=device)
-    items = list(zip(table["path"], table["content"], table["style"]))
     result = train_content_head(items, config)
     click.echo(f"step {result.step}; head: {result.model_path}  sha256 {result.sha256}")
 
 
 @train.command("style-head")
-@option("output", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-        help="Run folder: catalog/ (when built), checkpoints/, features.pt, style_head.pt (+ .sha256, .json); "
-             "a rerun resumes.")
-@option("input", "--catalog", "catalog_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        default=None, help="Training catalog.csv (path, content, style = the look). Default: build the training "
-                           "design into OUT/catalog (looks and contents disjoint from `eval catalog --design`).")
-@_design_options
-@option("model", "--steps", type=click.IntRange(min=1), mirrors=(_STYLE_HEAD, "steps"), show_default=True,
-        help="Optimisation steps.")
+@_head_options(_STYLE_HEAD)
 @option("model", "--looks-per-batch", type=click.IntRange(min=2), mirrors=(_STYLE_HEAD, "looks_per_batch"),
         show_default=True, help="Looks in a batch (they share contents: the hard negatives).")
 @option("model", "--contents-per-look", type=click.IntRange(min=2), mirrors=(_STYLE_HEAD, "contents_per_look"),
         show_default=True, help="Items per look in a batch (positives share the look, not the content).")
-@option("model", "--hidden", type=click.IntRange(min=1), mirrors=(_STYLE_HEAD, "hidden"), show_default=True,
-        help="Width of the head's hidden layer.")
-@option("model", "--lr", type=float, mirrors=(_STYLE_HEAD, "lr"), show_default=True,
-        help="AdamW learning rate (cosine decay).")
-@option("model", "--temperature", type=float, mirrors=(_STYLE_HEAD, "temperature"), show_default=True,
-        help="SupCon temperature.")
-@option("model", "--seed", type=int, mirrors=(_STYLE_HEAD, "seed"), show_default=True)
-@option("performance", "--device", mirrors=(_STYLE_HEAD, "device"), show_default=True, help="cpu or cuda.")
-@option("performance", "--threads", type=click.IntRange(min=1), default=None,
-        help="torch CPU threads (1 when other jobs share the cores: oversubscribed threads slow torch down many times).")
 def style_head(out_dir: Path, catalog_csv: Path | None, looks_per_family: int, contents: int, steps: int,
-               looks_per_batch: int, contents_per_look: int, hidden: int, lr: float, temperature: float, seed: int,
-               device: str, threads: int | None) -> None:
+               hidden: int, lr: float, temperature: float, seed: int, device: str, threads: int | None,
+               looks_per_batch: int, contents_per_look: int) -> None:
     """Train the style head behind the `style_head` descriptor (supervised contrastive over looks).
 
     The head reads IN mean/std and Gram statistics of frozen EfficientNet-Lite0 stages; positives share a look
@@ -351,16 +348,10 @@ def style_head(out_dir: Path, catalog_csv: Path | None, looks_per_family: int, c
     looks stay unseen. Prints the exported file and its sha256.
     """
     from styleaxis.embed.style_head import StyleHeadTrainConfig, train_style_head
-    from styleaxis.eval.catalog import read_catalog
 
-    set_threads(threads)
-    if catalog_csv is None:
-        catalog_csv = _training_design(out_dir, looks_per_family, contents)
-    table = read_catalog(catalog_csv)
-    if (table["kind"] == "video").any():
-        raise ValueError(f"{catalog_csv}: the style head trains on images; video rows found")
+    items = _head_items(out_dir, catalog_csv, looks_per_family, contents, threads)
     config = StyleHeadTrainConfig(out_dir=str(out_dir), steps=steps, looks_per_batch=looks_per_batch,
                                   contents_per_look=contents_per_look, hidden=hidden, lr=lr,
                                   temperature=temperature, seed=seed, device=device)
-    result = train_style_head(list(zip(table["path"], table["content"], table["style"])), config)
+    result = train_style_head(items, config)
     click.echo(f"step {result.step}; head: {result.model_path}  sha256 {result.sha256}")
