@@ -43,6 +43,16 @@ def test_every_filter_look_visibly_changes_an_image() -> None:
         assert changed >= MIN_CHANGE - 0.01, look
 
 
+def test_the_visibility_check_keeps_each_family_whole() -> None:
+    # on a thumbnail probe 4 blurs in 5 looked like no filter, and the training focus family was 15
+    # sharpenings and 1 blur; the probe is now frame-sized
+    kinds = Counter(look.param("kind") for look in sample_looks("train", 16, families=["focus"], identity=False))
+    assert kinds["blur"] >= 4 and kinds["sharpen"] >= 4, kinds
+    # a family with fewer distinct looks than asked gives all it has (17 training cin26 styles)
+    cin = sample_looks("train", 32, families=["cin26"])
+    assert len(cin) == 1 + 17 and len({look.param("style") for look in cin[1:]}) == 17
+
+
 def test_designs_have_the_promised_shape() -> None:
     factorial = design_items(DesignConfig(design="factorial"))
     looks = {look.name for _, look in factorial}
