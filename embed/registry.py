@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import importlib.util
 import json
 import os
@@ -43,6 +44,7 @@ __all__ = [
     "load_model",
     "shared_model",
     "load_checkpoint",
+    "save_checkpoint",
     "fetch",
 ]
 
@@ -215,6 +217,20 @@ def resolve_weights(name: str, path: str | os.PathLike[str] | None = None) -> tu
     return p, digest
 
 
+def save_checkpoint(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``obj`` with ``torch.save`` atomically (temporary name, then rename) and reproducibly: the same
+    tensors give the same bytes, so a retrained model's sha256 can be checked against a shipped one
+    (saving to a file name would record the temporary name inside the archive)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Any:
     """A PyTorch checkpoint's contents, loaded with ``weights_only=True`` (tensors and plain containers
     only: styleaxis never unpickles a user's file). Every failure is one WeightsError naming the file:
@@ -383,15 +399,15 @@ register(ModelRecord(
 ))
 
 register(ModelRecord(
-    name="style-head-v2",
+    name="style-head-v3",
     description="style head on EfficientNet-Lite0 statistics (IN mean/std + projected Gram of input..stage 5, pixel "
-                "statistics; MLP 1466-512-128), v2: 400 CPU steps of `styleaxis train style-head` (SupCon over 177 "
-                "looks of 11 parameterised families; weights/*.json); the module is the head only, run on the "
-                "effnet-lite0 pass the Embedder already makes",
+                "statistics; MLP 1466-512-128), v3: 400 CPU steps of `styleaxis train style-head` (SupCon at "
+                "temperature 0.3 over 177 looks of 11 parameterised families, blurs among them; weights/*.json); "
+                "the module is the head only, run on the effnet-lite0 pass the Embedder already makes",
     package="styleaxis",
     module="styleaxis.embed",
-    relpath="weights/style-head-effnet-v2.pt",
-    sha256="0f13d6ed84ee68178147a4a2b5c37212643119f4bcc3937aed072eec6662716d",
+    relpath="weights/style-head-effnet-v3.pt",
+    sha256="d46fa44cded12a4b86a80572f3e19d70ceeb7ab4815cbc957ab94f503af7199b",
     input_transform="styleaxis.embed.style_head.style_features of effnet-lite0 taps rgb, stem, stage1-5 (1466 values)",
     taps=("style_head",),
     licence="trained by styleaxis on top of effnet-lite0 (Apache-2.0); data: scikit-image and matplotlib sample "

@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from .images import resize_short_side
-from .registry import load_checkpoint, load_model, resolve_weights
+from .registry import load_checkpoint, load_model, resolve_weights, save_checkpoint
 
 __all__ = [
     "IMAGE_SUFFIXES", "list_images", "load_rgb", "to_tensor", "to_uint8", "CropSampler", "content_style_crops",
@@ -160,11 +160,7 @@ class Checkpoints:
 
     def save(self, step: int, state: dict[str, Any], config: Any, info: dict[str, Any]) -> Path:
         """Write ``state`` for ``step`` atomically, then its sha256 and JSON sidecar; prune old ones."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.path(step)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        path = save_checkpoint(state, self.path(step))
         export_model(path, {"step": step, "config": asdict(config), **info})
         for old in self.steps()[: -self.keep]:
             for p in (self.path(old), self.path(old).with_name(self.path(old).name + ".sha256"),
@@ -367,13 +363,8 @@ def train_and_export(trainer: Trainer, config: Any, save: Callable[[torch.nn.Mod
 def save_arch_state(module: torch.nn.Module, path: str | os.PathLike[str]) -> Path:
     """Write a small model as ``{"arch": module.arch, "state_dict": fp32 CPU tensors}``, atomically: the
     file format of the trained heads, read back by :func:`read_arch_state` without unpickling code."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     state = {k: v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()}
-    torch.save({"arch": dict(module.arch), "state_dict": state}, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_checkpoint({"arch": dict(module.arch), "state_dict": state}, path)
 
 
 def read_arch_state(path: str | os.PathLike[str], build: Any, what: str) -> torch.nn.Module:
@@ -440,8 +431,5 @@ def cached(path: Path, digest: str, compute: Callable[[], Any]) -> Any:
         if isinstance(data, dict) and data.get("digest") == digest:
             return data["value"]
     value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"digest": digest, "value": value}, tmp)
-    os.replace(tmp, path)
+    save_checkpoint({"digest": digest, "value": value}, path)
     return value

@@ -50,7 +50,7 @@ from torch import nn
 from styleaxis.embed.descriptors import STYLE_TAPS
 from styleaxis.embed.functional import adain, calc_mean_std, luminance_transfer, masked_adain, match_color
 from styleaxis.embed.images import resize_short_side
-from styleaxis.embed.registry import load_checkpoint, load_model, resolve_weights
+from styleaxis.embed.registry import load_checkpoint, load_model, resolve_weights, save_checkpoint
 from styleaxis.embed.training import Trainer, content_style_crops, export_model, fit
 from styleaxis.embed.vgg import VGGEncoder
 
@@ -140,14 +140,9 @@ class Decoder(nn.Module):
 def save_decoder(decoder: Decoder, path: str | os.PathLike[str], encoder: str, tap: str = ADAIN_TAP,
                  half: bool = False) -> Path:
     """Write a decoder file atomically (temporary name, then rename); fp16 halves its size."""
-    path = Path(path)
     state = {k: (v.detach().half() if half else v.detach().float()).cpu().contiguous()
              for k, v in decoder.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"format": DECODER_FORMAT, "encoder": encoder, "tap": tap, "state_dict": state}, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_checkpoint({"format": DECODER_FORMAT, "encoder": encoder, "tap": tap, "state_dict": state}, path)
 
 
 def load_decoder(path: str | os.PathLike[str]) -> Decoder:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from styleaxis.embed.magenta import MultiStyleCIN
-from styleaxis.embed.registry import load_checkpoint, load_model, resolve_weights
+from styleaxis.embed.registry import load_checkpoint, load_model, resolve_weights, save_checkpoint
 from styleaxis.embed.training import CropSampler, Trainer, list_images
 
 from .config import Stylizer, StylizeConfig
@@ -108,13 +108,8 @@ class CINNet(nn.Module):
 
 def save_cin(model: CINNet, path: str | os.PathLike[str]) -> Path:
     """Write a CIN network file atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save({"format": CIN_FORMAT, "styles": model.styles, "state_dict": state}, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_checkpoint({"format": CIN_FORMAT, "styles": model.styles, "state_dict": state}, path)
 
 
 def load_cin(path: str | os.PathLike[str]) -> CINNet:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from styleaxis.embed.registry import load_checkpoint
+from styleaxis.embed.registry import load_checkpoint, save_checkpoint
 from styleaxis.embed.training import CropSampler, Trainer
 
 from .config import Stylizer, StylizeConfig
@@ -107,13 +107,8 @@ class TransformerNet(nn.Module):
 
 def save_network(model: nn.Module, path: str | os.PathLike[str], fmt: str, meta: Mapping[str, Any]) -> Path:
     """Write ``{"format": fmt, **meta, "state_dict": ...}`` atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save({"format": fmt, **meta, "state_dict": state}, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_checkpoint({"format": fmt, **meta, "state_dict": state}, path)
 
 
 def read_network(path: str | os.PathLike[str], fmt: str, model: Callable[[dict[str, Any]], nn.Module]) -> nn.Module:

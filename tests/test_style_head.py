@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from styleaxis.cli.main import main
 from styleaxis.embed.embedder import EmbedConfig, Embedder
-from styleaxis.embed.registry import get_model, load_model, resolve_weights
+from styleaxis.embed.registry import get_model, load_model, resolve_weights, sha256_file
 from styleaxis.embed.style_head import (
-    STYLE_HEAD_MODEL, STYLE_HEAD_TAPS, StyleHead, StyleHeadTrainConfig, read_style_head, style_features,
-    train_style_head,
+    STYLE_HEAD_MODEL, STYLE_HEAD_TAPS, StyleHead, StyleHeadTrainConfig, read_style_head, save_style_head,
+    style_features, train_style_head,
 )
 from styleaxis.eval.designs import DesignConfig, build_design_catalog, content_image
 from styleaxis.eval.looks import apply_look, sample_looks
@@ -69,6 +69,10 @@ def test_training_separates_the_looks_it_saw_and_resumes(tiny_looks: Path, tmp_p
     assert resumed.step == 60
     assert torch.equal(read_style_head(resumed.model_path).state_dict()["mlp.0.weight"],
                        head.state_dict()["mlp.0.weight"])
+    # the same weights make the same bytes whatever the file is called, so a retrained head can be
+    # checked against a shipped sha256
+    assert resumed.sha256 == result.sha256
+    assert sha256_file(save_style_head(head, tmp_path / "a.pt")) == sha256_file(save_style_head(head, tmp_path / "b" / "c.pt"))
 
 
 def test_a_style_head_file_of_another_kind_is_refused(tmp_path: Path) -> None:
