@@ -113,7 +113,11 @@ def test_sigkilled_run_resumes_without_loss_or_duplicates(embedded_run: Path, ti
     args = [sys.executable, "-m", "styleaxis.cli", "embed", str(tiny_clips[0].parent),
             *[str(p) for p in bad_files.values()], "--out", str(run), "--short-side", "128",
             "--shard-size", "1", "--quiet"]
-    job = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a killed job cannot remove its temporary files (Beam's pipeline folder among them): keep them in tmp_path
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    job = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "TMPDIR": str(scratch)})
     deadline = time.monotonic() + 300
     while not list(run.glob("_staging/*/videos/*.parquet")):  # the first video is embedded and staged
         assert job.poll() is None, "the job ended before it was killed"
