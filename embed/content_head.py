@@ -51,7 +51,6 @@ HEAD_ENCODER, HEAD_TAP = "effnet-lite0", "stage5"
 CONTENT_GRID = 4
 #: the registry record of the shipped head behind the ``content_head`` descriptor
 CONTENT_HEAD_MODEL = "content-head-v2"
-#: config fields a resumed run may change; any other difference from the checkpoint is refused
 #: whitening shrinkage the head's input is computed with (the shipped weights were trained on it)
 HEAD_WHITEN_EPS = 1e-2
 

@@ -18,9 +18,9 @@ The chain (styleaxis.embed.relative has the formulas and their papers):
    (:class:`StyleRelative`), then centred and L2-normalised.
 
 The default style axis, ``style_head``, is learned per video and takes no step 2 (the residual cost it
-0.06-0.23 mAP on every catalogue design); step 3 added about 0.02 mAP and 0.03-0.04 P@R to it on every
-design, whether each content appears in every look, in a few or once, and step 4 helped the content
-axis on every design (bench/style_axis.py, bench/RESULTS.md).
+0.06-0.22 mAP on every catalogue design); step 3 added 0.00-0.01 mAP and 0.00-0.02 P@R to it
+(``style-head-v3``) and lowered neither on any design, whether each content appears in every look, in a
+few or once; step 4 helped the content axis on every design (bench/style_axis.py, bench/RESULTS.md).
 
 A step is left out where its config turns it off or it has nothing to work on (no content-relative
 style descriptor); its axis is then built directly under the public name.

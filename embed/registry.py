@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import io
 import importlib.util
+import io
 import json
 import os
 import pickle

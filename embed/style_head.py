@@ -15,7 +15,7 @@ contents in other looks (hard negatives). The looks are drawn from randomly para
 (styleaxis.eval.looks, role ``train``), so the looks it is evaluated on were never seen in training.
 The frozen encoder runs once per training image (features cached in ``out_dir/features.pt``); a
 training step only runs the head: the shipped 400 steps took under a minute on the CPU, and most of the
-shipped run's 5 min 14 s went to the catalogue's new images and the feature pass over its 2,754 images.
+shipped run's 5 min 54 s went to rendering the catalogue's 2,754 images and the feature pass over them.
 """
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ class StyleHeadTrainConfig:
         looks_per_batch / contents_per_look: a batch is this many looks x this many contents each, the
             contents shared by the looks where the data allows (hard negatives).
         temperature: tau of the SupCon loss. 0.3 rather than the usual 0.1: softer targets suit looks that
-            differ by a parameter, and three seeds of the same run spread by 0.01 P@R instead of 0.04.
+            differ by a parameter, and three seeds of the same run spread by 0.01 P@R instead of up to 0.07.
         lr / weight_decay: AdamW settings.
         steps / checkpoint_every: optimisation steps and steps between checkpoints (0: only at the end).
         preview_every: unused (a head has no images to preview); kept 0 for the shared training loop.

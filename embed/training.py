@@ -423,6 +423,7 @@ def encode_files(paths: Sequence[str], encode: Callable[[torch.Tensor], torch.Te
             out.append(encode(image).cpu())
     return out
 
+
 def cached(path: Path, digest: str, compute: Callable[[], Any]) -> Any:
     """The value stored at ``path`` under ``digest``, else ``compute()``, stored there atomically first: the
     trainers' caches of frozen-encoder outputs, recomputed whenever ``digest`` (their inputs) changes."""

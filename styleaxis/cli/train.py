@@ -256,7 +256,8 @@ def _head_options(config: str) -> Callable[[Callable[..., Any]], Callable[..., A
                                   "training design into OUT/catalog (looks and contents disjoint from `eval "
                                   "catalog`)."),
         option("input", "--looks-per-family", type=click.IntRange(min=1), default=16, show_default=True,
-               help="Training looks drawn from each look family when the catalogue is built."),
+               help="Training looks drawn from each look family when the catalogue is built (cin26 has 17 "
+                    "training styles: it gives at most 17)."),
         option("input", "--contents", type=click.IntRange(min=8), default=96, show_default=True,
                help="Distinct training contents when the catalogue is built (blocks of 8; each look covers 2 "
                     "blocks)."),
