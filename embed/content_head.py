@@ -154,7 +154,7 @@ class ContentHeadTrainConfig:
 
 def _encode_items(items: Sequence[tuple[str, str, str]], encoder: nn.Module, config: ContentHeadTrainConfig,
                   progress: bool) -> list[torch.Tensor]:
-    """The encoder's stage-5 map of every item (fp16, CPU), cached in out_dir/features.pt by item list."""
+    """The encoder's stage-5 map of every item (fp16, CPU), cached in out_dir/features.pt under the items' digest."""
     digest = items_digest(items) + f"/{config.encoder}/{config.short_side}"
     return list(cached(Path(config.out_dir) / "features.pt", digest, lambda: [
         m[0].half() for m in encode_files([p for p, _, _ in items], lambda x: encoder(x, (HEAD_TAP,))[HEAD_TAP],

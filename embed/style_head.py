@@ -197,7 +197,7 @@ class StyleHeadTrainConfig:
 
 def _cached_features(items: Sequence[tuple[str, str, str]], encoder: nn.Module, config: StyleHeadTrainConfig,
                      progress: bool) -> torch.Tensor:
-    """:func:`style_features` of every item, cached in out_dir/features.pt by item list."""
+    """:func:`style_features` of every item, cached in out_dir/features.pt under the items' digest."""
     digest = items_digest(items) + f"/{config.encoder}/{config.short_side}/{STYLE_HEAD_TAPS}/{GRAM_CHANNELS}"
     return cached(Path(config.out_dir) / "features.pt", digest, lambda: torch.cat(encode_files(
         [p for p, _, _ in items], lambda x: style_features(encoder(x, STYLE_HEAD_TAPS)), config.short_side,

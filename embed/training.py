@@ -400,7 +400,14 @@ def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> to
 
 
 def items_digest(items: Sequence[tuple[str, str, str]]) -> str:
-    return hashlib.sha256(json.dumps([list(map(str, i)) for i in items]).encode()).hexdigest()
+    """sha256 over each training image's bytes and its two labels, in order: what a head was trained on,
+    wherever its catalogue lies (hashing paths made two copies of one catalogue differ), and the key of the
+    trainers' feature caches (an image rewritten under the same name changes it)."""
+    digest = hashlib.sha256()
+    for path, first, second in items:
+        digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
+        digest.update(json.dumps([str(first), str(second)]).encode())
+    return digest.hexdigest()
 
 
 def check_items(items: Sequence[tuple[str, str, str]], what: str) -> None:

@@ -1,6 +1,7 @@
 """The learned style head: its features, training, the shipped weights and the `style_head` descriptor."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from styleaxis.cli.main import main
 from styleaxis.embed.embedder import EmbedConfig, Embedder
@@ -16,6 +18,7 @@ from styleaxis.embed.style_head import (
     STYLE_HEAD_MODEL, STYLE_HEAD_TAPS, StyleHead, StyleHeadTrainConfig, read_style_head, save_style_head,
     style_features, train_style_head,
 )
+from styleaxis.embed.training import items_digest
 from styleaxis.eval.designs import DesignConfig, build_design_catalog, content_image
 from styleaxis.eval.looks import apply_look, sample_looks
 
@@ -73,6 +76,22 @@ def test_training_separates_the_looks_it_saw_and_resumes(tiny_looks: Path, tmp_p
     # checked against a shipped sha256
     assert resumed.sha256 == result.sha256
     assert sha256_file(save_style_head(head, tmp_path / "a.pt")) == sha256_file(save_style_head(head, tmp_path / "b" / "c.pt"))
+
+
+def test_the_items_digest_names_the_images_not_their_folder(tiny_looks: Path, tmp_path: Path) -> None:
+    # a run record's items_sha256 (and the feature-cache key) must match for a copy of the catalogue
+    # elsewhere, and change when a pixel or a label changes
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_looks.parent, copy)
+    items, copied = _items(tiny_looks), _items(copy / tiny_looks.name)
+    assert items_digest(items) == items_digest(copied)
+    relabelled = [copied[0][:2] + ("another-look",)] + copied[1:]
+    assert items_digest(relabelled) != items_digest(items)
+    first = Path(copied[0][0])
+    pixels = np.array(Image.open(first))
+    pixels[0, 0, 0] ^= 1
+    Image.fromarray(pixels).save(first)
+    assert items_digest(copied) != items_digest(items)
 
 
 def test_a_style_head_file_of_another_kind_is_refused(tmp_path: Path) -> None:
