@@ -13,7 +13,10 @@ the ``style_head`` axis; ``content`` + the trained ``content_head`` beside it, r
 Prints, per design: mAP, P@R, P@k (k = the largest the design allows, at most 10) and leakage of each
 variant, then P@R per look for the old and new default style axes, and the cost of each descriptor.
 
-    python bench/style_axis.py [--cache DIR] [--head FILE] [--designs factorial,sparse,singleton]
+``singleton3`` is the singleton design with three looks of each family, so that a look must be told from
+others of its family (two grades, two JPEG qualities), as in a real catalogue.
+
+    python bench/style_axis.py [--cache DIR] [--head FILE] [--designs factorial,sparse,singleton,singleton3]
 """
 from __future__ import annotations
 
@@ -42,13 +45,20 @@ from styleaxis.eval.retrieval import largest_k, per_query_metrics, summarize
 DESCRIPTORS = ("style_eff", "style_cin", "content", "content_head")
 
 
+#: the catalogues the bench builds (sparse is a subset of factorial's rows). ``singleton3`` draws 3 looks of
+#: each family (11 items each; the eval role's photos allow 392 contents): a real catalogue holds many
+#: grades and filters, and with one look per family a head only has to tell the families apart
+BUILT = {"factorial": DesignConfig(design="factorial"), "singleton": DesignConfig(design="singleton"),
+         "singleton3": DesignConfig(design="singleton", looks_per_family=3, per_look=11)}
+
+
 def _catalogues(cache: Path) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
     """design -> catalogue table, and the factorial rows the sparse design keeps (the same images)."""
     out = {}
-    for design in ("factorial", "singleton"):
+    for design, config in BUILT.items():
         csv = cache / design / "catalog.csv"
         if not csv.is_file():
-            build_design_catalog(cache / design, DesignConfig(design=design))
+            build_design_catalog(cache / design, config)
         out[design] = read_catalog(csv)
     chosen = {(c, look.name) for c, look in design_items(DesignConfig(design="sparse"))}
     factorial = out["factorial"]
@@ -121,10 +131,12 @@ def variants(v: dict[str, np.ndarray], k: int = 10, m: int = 2, alpha: float = 0
 
 
 def _markdown(frame: pd.DataFrame, digits: int = 3, index: bool = False) -> str:
-    """A pipe table (RESULTS.md's format) of ``frame``, floats to ``digits`` decimals."""
+    """A pipe table (RESULTS.md's format) of ``frame``, floats to ``digits`` decimals ("-": no value, e.g. a
+    look that a design does not hold)."""
     if index:
         frame = frame.reset_index()
-    cells = [[f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)]
+    cells = [[("-" if np.isnan(v) else f"{v:.{digits}f}") if isinstance(v, float) else str(v) for v in row]
+             for row in frame.itertuples(index=False)]
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
 
@@ -133,7 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "styleaxis-designs")
     parser.add_argument("--head", type=Path, default=None, help="a style head file (default: the shipped one)")
-    parser.add_argument("--designs", default="factorial,sparse,singleton")
+    parser.add_argument("--designs", default="factorial,sparse,singleton,singleton3")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps a shared machine honest)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -145,8 +157,13 @@ def main() -> None:
     per_look: dict[str, pd.DataFrame] = {}
     content_per_look: dict[str, pd.DataFrame] = {}
     rows = []
-    full = {d: _vectors(args.cache, d, tables[d], head, encoder) for d in ("factorial", "singleton")}
-    for design in args.designs.split(","):
+    designs = args.designs.split(",")
+    unknown = [d for d in designs if d not in tables]
+    if unknown:
+        parser.error(f"--designs: unknown {unknown}; known: {', '.join(tables)}")
+    full = {d: _vectors(args.cache, d, tables[d], head, encoder) for d in BUILT
+            if d in designs or (d == "factorial" and "sparse" in designs)}
+    for design in designs:
         table = tables[design]
         vectors = ({name: m[sparse_rows] for name, m in full["factorial"].items()} if design == "sparse"
                    else full[design])
@@ -161,8 +178,8 @@ def main() -> None:
                 per_look[f"{design}: {name.split(':')[0].split(' (')[0]}"] = pq.groupby("style")["precision_r"].mean()
             if axis == "content" and name.startswith(("index default", "content style-relative on")):
                 column = "default" if name.startswith("index") else "before"
-                content_per_look[f"{design}: {column}"] = pq.groupby("style")["precision_r" if design != "singleton"
-                                                                               else "leakage"].mean()
+                metric = "leakage" if design.startswith("singleton") else "precision_r"
+                content_per_look[f"{design}: {column}"] = pq.groupby("style")[metric].mean()
     frame = pd.DataFrame(rows)
     for axis in ("style", "content"):
         print(f"## {axis} axis\n")
