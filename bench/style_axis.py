@@ -130,6 +130,11 @@ def variants(v: dict[str, np.ndarray], k: int = 10, m: int = 2, alpha: float = 0
     }
 
 
+def _row(design: str, axis: str, variant: str, k: int, s: dict[str, float]) -> dict[str, object]:
+    return {"design": design, "axis": axis, "variant": variant, "k": k, "mAP": s["map"], "P@R": s["precision_r"],
+            "P@k": s["precision"], "leakage": s["leakage"], "leakage chance": s["leakage_chance"]}
+
+
 def _markdown(frame: pd.DataFrame, digits: int = 3, index: bool = False) -> str:
     """A pipe table (RESULTS.md's format) of ``frame``, floats to ``digits`` decimals ("-": no value, e.g. a
     look that a design does not hold)."""
@@ -168,12 +173,14 @@ def main() -> None:
         vectors = ({name: m[sparse_rows] for name, m in full["factorial"].items()} if design == "sparse"
                    else full[design])
         k = largest_k(table["content"], table["style"])
+        families = table["style"].str.split("-").str[0]  # a look's name is FAMILY-DIGEST
         for name, (axis, matrix) in variants(vectors).items():
             pq = per_query_metrics(matrix, table["content"], table["style"], axis, k=k)
-            s = summarize(pq)
-            rows.append({"design": design, "axis": axis, "variant": name, "k": k, "mAP": s["map"],
-                         "P@R": s["precision_r"], "P@k": s["precision"], "leakage": s["leakage"],
-                         "leakage chance": s["leakage_chance"]})
+            rows.append(_row(design, axis, name, k, summarize(pq)))
+            if name.startswith("index default") and axis == "style" and families.nunique() < table["style"].nunique():
+                # several looks of one family: how much of the miss is a near-duplicate look of the same family
+                by_family = per_query_metrics(matrix, table["content"], families, axis, k=k)
+                rows.append(_row(design, axis, "index default, scored by look family", k, summarize(by_family)))
             if name in ("before: style_eff rel k10 + exp2", "index default (style_head + exp2)"):
                 per_look[f"{design}: {name.split(':')[0].split(' (')[0]}"] = pq.groupby("style")["precision_r"].mean()
             if axis == "content" and name.startswith(("index default", "content style-relative on")):
