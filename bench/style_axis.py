@@ -24,6 +24,7 @@ import argparse
 import os
 import platform
 import time
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -52,10 +53,14 @@ BUILT = {"factorial": DesignConfig(design="factorial"), "singleton": DesignConfi
          "singleton3": DesignConfig(design="singleton", looks_per_family=3, per_look=11)}
 
 
-def _catalogues(cache: Path) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
-    """design -> catalogue table, and the factorial rows the sparse design keeps (the same images)."""
+def _catalogues(cache: Path, designs: Sequence[str] = ("factorial", "sparse", "singleton")
+                ) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
+    """design -> catalogue table of each of ``designs`` (built into ``cache`` once), and the factorial rows
+    the sparse design keeps (the same images; factorial is always read)."""
     out = {}
     for design, config in BUILT.items():
+        if design != "factorial" and design not in designs:
+            continue
         csv = cache / design / "catalog.csv"
         if not csv.is_file():
             build_design_catalog(cache / design, config)
@@ -156,16 +161,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     head = read_style_head(args.head) if args.head else load_model(STYLE_HEAD_MODEL)
     encoder = load_model("effnet-lite0")
-    tables, sparse_rows = _catalogues(args.cache)
+    designs = args.designs.split(",")
+    unknown = [d for d in designs if d not in (*BUILT, "sparse")]
+    if unknown:
+        parser.error(f"--designs: unknown {unknown}; known: {', '.join((*BUILT, 'sparse'))}")
+    tables, sparse_rows = _catalogues(args.cache, designs)
     print(f"# bench/style_axis.py, {date.today()}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads; head {args.head or get_model(STYLE_HEAD_MODEL).relpath}\n")
     per_look: dict[str, pd.DataFrame] = {}
     content_per_look: dict[str, pd.DataFrame] = {}
     rows = []
-    designs = args.designs.split(",")
-    unknown = [d for d in designs if d not in tables]
-    if unknown:
-        parser.error(f"--designs: unknown {unknown}; known: {', '.join(tables)}")
     full = {d: _vectors(args.cache, d, tables[d], head, encoder) for d in BUILT
             if d in designs or (d == "factorial" and "sparse" in designs)}
     for design in designs:

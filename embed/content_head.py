@@ -152,10 +152,10 @@ class ContentHeadTrainConfig:
                              f"{self.temperature} and {self.steps}")
 
 
-def _encode_items(items: Sequence[tuple[str, str, str]], encoder: nn.Module, config: ContentHeadTrainConfig,
-                  progress: bool) -> list[torch.Tensor]:
+def _encode_items(items: Sequence[tuple[str, str, str]], items_sha256: str, encoder: nn.Module,
+                  config: ContentHeadTrainConfig, progress: bool) -> list[torch.Tensor]:
     """The encoder's stage-5 map of every item (fp16, CPU), cached in out_dir/features.pt under the items' digest."""
-    digest = items_digest(items) + f"/{config.encoder}/{config.short_side}"
+    digest = items_sha256 + f"/{config.encoder}/{config.short_side}"
     return list(cached(Path(config.out_dir) / "features.pt", digest, lambda: [
         m[0].half() for m in encode_files([p for p, _, _ in items], lambda x: encoder(x, (HEAD_TAP,))[HEAD_TAP],
                                           config.short_side, config.device, progress)]))
@@ -166,9 +166,10 @@ class _HeadTrainer(Trainer):
 
     def __init__(self, items: Sequence[tuple[str, str, str]], config: ContentHeadTrainConfig, progress: bool) -> None:
         super().__init__(config)
+        self.items_sha256 = items_digest(items)  # reads every image: once per run (cache key and run record)
         # whitening has no parameters and commutes with a mirror: do it once, not every step
         with torch.no_grad():
-            maps = _encode_items(items, self.encoder, config, progress)
+            maps = _encode_items(items, self.items_sha256, self.encoder, config, progress)
             self.maps = [whiten(m.float()[None], HEAD_WHITEN_EPS)[0] for m in maps]
         contents = sorted({c for _, c, _ in items})
         self.content_ids = torch.tensor([contents.index(c) for _, c, _ in items])
@@ -221,7 +222,7 @@ def train_content_head(items: Sequence[tuple[str, str, str]], config: ContentHea
     the exported ``out_dir/content_head.pt`` with its sha256 (also in ``content_head.pt.sha256``)."""
     check_items(items, "train_content_head")
     trainer = _HeadTrainer(items, config, progress)
-    identity = {"items": len(items), "items_sha256": items_digest(items), "contents": len(trainer.by_content),
+    identity = {"items": len(items), "items_sha256": trainer.items_sha256, "contents": len(trainer.by_content),
                 "styles": len(trainer.styles)}
     return train_and_export(trainer, config, save_content_head, "content_head.pt", progress, resume,
                             desc="train content head", identity=identity, sidecar={"arch": trainer.model.arch})

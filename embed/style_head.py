@@ -195,10 +195,10 @@ class StyleHeadTrainConfig:
                              f"{self.temperature} and {self.steps}")
 
 
-def _cached_features(items: Sequence[tuple[str, str, str]], encoder: nn.Module, config: StyleHeadTrainConfig,
-                     progress: bool) -> torch.Tensor:
+def _cached_features(items: Sequence[tuple[str, str, str]], items_sha256: str, encoder: nn.Module,
+                     config: StyleHeadTrainConfig, progress: bool) -> torch.Tensor:
     """:func:`style_features` of every item, cached in out_dir/features.pt under the items' digest."""
-    digest = items_digest(items) + f"/{config.encoder}/{config.short_side}/{STYLE_HEAD_TAPS}/{GRAM_CHANNELS}"
+    digest = items_sha256 + f"/{config.encoder}/{config.short_side}/{STYLE_HEAD_TAPS}/{GRAM_CHANNELS}"
     return cached(Path(config.out_dir) / "features.pt", digest, lambda: torch.cat(encode_files(
         [p for p, _, _ in items], lambda x: style_features(encoder(x, STYLE_HEAD_TAPS)), config.short_side,
         config.device, progress)))
@@ -209,7 +209,8 @@ class _StyleHeadTrainer(Trainer):
 
     def __init__(self, items: Sequence[tuple[str, str, str]], config: StyleHeadTrainConfig, progress: bool) -> None:
         super().__init__(config)
-        self.features = _cached_features(items, self.encoder, config, progress)
+        self.items_sha256 = items_digest(items)  # reads every image: once per run (cache key and run record)
+        self.features = _cached_features(items, self.items_sha256, self.encoder, config, progress)
         looks = sorted({s for _, _, s in items})
         self.look_ids = torch.tensor([looks.index(s) for _, _, s in items])
         # look -> content -> item index; content -> looks it appears in
@@ -270,7 +271,7 @@ def train_style_head(items: Sequence[tuple[str, str, str]], config: StyleHeadTra
     exported ``out_dir/style_head.pt`` with its sha256 (also in ``style_head.pt.sha256``)."""
     check_items(items, "train_style_head")
     trainer = _StyleHeadTrainer(items, config, progress)
-    identity = {"items": len(items), "items_sha256": items_digest(items), "looks": len(trainer.by_look),
+    identity = {"items": len(items), "items_sha256": trainer.items_sha256, "looks": len(trainer.by_look),
                 "contents": len(trainer.contents), "taps": list(STYLE_HEAD_TAPS), "gram_channels": GRAM_CHANNELS}
     return train_and_export(trainer, config, save_style_head, "style_head.pt", progress, resume,
                             desc="train style head", identity=identity, sidecar={"arch": trainer.model.arch})
